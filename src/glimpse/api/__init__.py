@@ -1,0 +1,1 @@
+"""The HTTP edge: the Images API v2 on Starlette, wired in `app.py`."""

@@ -1,0 +1,105 @@
+"""The one table that turns exceptions into HTTP responses, in Glance's error format.
+
+Body: `{"message": ..., "code": "404 Not Found", "title": "Not Found"}` when the client accepts
+JSON, else the same as plain text. (Glance sends an HTML page by default; we never send HTML.)
+Routes raise and never catch; anything not in the table is a bug and becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from glimpse.domain import errors as domain
+from glimpse.stores import errors as stores
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error only the HTTP edge knows about (media types, bodies, headers)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+TABLE: dict[type[BaseException], int] = {
+    domain.NotFound: 404,
+    domain.Forbidden: 403,
+    domain.Conflict: 409,
+    domain.Invalid: 400,
+    domain.TooLarge: 413,
+    domain.RangeNotSatisfiable: 416,
+    domain.Gone: 410,
+    stores.ObjectNotFound: 404,
+    stores.InvalidKey: 400,
+    stores.InvalidRange: 416,
+    stores.StoreFull: 413,
+    stores.WriteDenied: 503,
+    stores.StoreUnavailable: 503,
+    ClientDisconnect: 400,
+}
+
+
+def status_of(exc: BaseException) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    for cls in type(exc).__mro__:
+        if cls in TABLE:
+            return TABLE[cls]
+    return 500
+
+
+def message_of(exc: BaseException, status: int) -> str:
+    if isinstance(exc, HTTPException):
+        return exc.detail if exc.detail != HTTPStatus(status).phrase else _default_message(status)
+    return str(getattr(exc, "message", None) or exc)
+
+
+def _default_message(status: int) -> str:
+    return {
+        404: "The resource could not be found.",
+        405: "The method is not allowed for this resource.",
+    }.get(status, HTTPStatus(status).phrase)
+
+
+def error_response(request: Request, status: int, message: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    phrase = HTTPStatus(status).phrase
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept:
+        body = json.dumps({"message": message, "code": f"{status} {phrase}", "title": phrase})
+        media_type = "application/json"
+    else:
+        body = f"{status} {phrase}\n\n{message}\n"
+        media_type = "text/plain"
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+async def handle(request: Request, exc: Exception) -> Response:
+    status = status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        headers.update(exc.headers)
+    if isinstance(exc, HTTPException) and exc.headers:
+        headers.update(exc.headers)
+    if isinstance(exc, domain.RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    if status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    return error_response(request, status, message_of(exc, status), headers)
+
+
+HANDLED: tuple[type[Exception], ...] = (
+    ApiError, HTTPException, domain.DomainError, stores.StoreError, ClientDisconnect,
+)

@@ -1,0 +1,32 @@
+"""What the routes reach through the request: the services and the settings of this app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from starlette.requests import Request
+
+from glimpse.config import Settings
+from glimpse.domain.context import RequestContext
+from glimpse.services.downloads import DownloadService
+from glimpse.services.images import ImageService
+from glimpse.services.schemas import Schemas
+from glimpse.services.uploads import UploadService
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    schemas: Schemas
+    images: ImageService
+    uploads: UploadService
+    downloads: DownloadService
+
+
+def services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+def context(request: Request) -> RequestContext:
+    return cast(RequestContext, request.scope["state"]["context"])

@@ -1,0 +1,1 @@
+"""The domain: images, their states and rules, and the ports the services need. Stdlib only."""

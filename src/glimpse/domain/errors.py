@@ -1,0 +1,56 @@
+"""Errors of the domain and the services, reported faithfully; only the API edge picks HTTP statuses.
+
+    DomainError
+    ├── NotFound           the thing does not exist, or the caller may not see it
+    ├── Forbidden          the caller may see it but may not do this
+    ├── Conflict           the request clashes with the current state (status, duplicate id, a race)
+    │   └── StaleImage     a compare-and-swap save lost a race (services retry on it)
+    ├── Invalid            the request itself is malformed or breaks a rule
+    ├── TooLarge           a size cap or quota would be exceeded
+    ├── RangeNotSatisfiable  a byte range lies outside the image data
+    └── Gone               the image was deleted while its data was being uploaded
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain and the services raise on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Forbidden(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+class StaleImage(Conflict):
+    """Raised by a repository when the stored version differs from the one the save expected."""
+
+
+class Invalid(DomainError):
+    pass
+
+
+class TooLarge(DomainError):
+    pass
+
+
+class RangeNotSatisfiable(DomainError):
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class Gone(DomainError):
+    pass

@@ -1,0 +1,182 @@
+"""The image entity, its status machine and the rules every change to an image obeys.
+
+An `Image` is a plain dataclass. State changes go through methods named for what they do
+(`begin_upload`, `finish_upload`, `fail_upload`, `deactivate`, ...), each checked against the one
+transition table, `TRANSITIONS`. Persistence is someone else's job: a repository saves an image with
+a compare-and-swap on `version`, so two racing changes never mix.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from glimpse.domain.errors import Conflict, Forbidden, Invalid
+
+
+class ImageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SAVING = "saving"
+    ACTIVE = "active"
+    KILLED = "killed"
+    DELETED = "deleted"
+    UPLOADING = "uploading"
+    IMPORTING = "importing"
+    PENDING_DELETE = "pending_delete"
+    DEACTIVATED = "deactivated"
+
+
+S = ImageStatus
+
+#: Which status may follow which (Glance's table; v2 upload failure returns saving to queued).
+TRANSITIONS: dict[ImageStatus, frozenset[ImageStatus]] = {
+    S.QUEUED: frozenset({S.SAVING, S.UPLOADING, S.IMPORTING, S.ACTIVE, S.DELETED}),
+    S.SAVING: frozenset({S.ACTIVE, S.KILLED, S.DELETED, S.QUEUED}),
+    S.UPLOADING: frozenset({S.IMPORTING, S.QUEUED, S.DELETED}),
+    S.IMPORTING: frozenset({S.ACTIVE, S.DELETED, S.QUEUED}),
+    S.ACTIVE: frozenset({S.PENDING_DELETE, S.DELETED, S.DEACTIVATED}),
+    S.DEACTIVATED: frozenset({S.ACTIVE, S.DELETED}),
+    S.KILLED: frozenset({S.DELETED}),
+    S.PENDING_DELETE: frozenset({S.DELETED, S.ACTIVE}),
+    S.DELETED: frozenset(),
+}
+
+#: Leaving these for a status that holds data needs both formats set.
+_NEEDS_FORMATS_FROM = frozenset({S.QUEUED, S.UPLOADING})
+_HOLDS_DATA = frozenset({S.SAVING, S.ACTIVE, S.IMPORTING})
+
+
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"
+    COMMUNITY = "community"
+    SHARED = "shared"
+    PRIVATE = "private"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one copy of the image data lives: a store id and the key inside that store."""
+
+    store: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What the upload pipeline measured of the bytes it streamed."""
+
+    size: int
+    checksum: str
+    hash_algo: str
+    hash_value: str
+
+
+@dataclass
+class Image:
+    id: str
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+    name: str | None = None
+    status: ImageStatus = ImageStatus.QUEUED
+    visibility: Visibility = Visibility.SHARED
+    protected: bool = False
+    os_hidden: bool = False
+    disk_format: str | None = None
+    container_format: str | None = None
+    min_disk: int = 0
+    min_ram: int = 0
+    size: int | None = None
+    virtual_size: int | None = None
+    checksum: str | None = None
+    os_hash_algo: str | None = None
+    os_hash_value: str | None = None
+    tags: set[str] = field(default_factory=set)
+    properties: dict[str, str] = field(default_factory=dict)
+    locations: list[Location] = field(default_factory=list)
+    #: The upload that holds this image in `saving`, and when it last proved to be alive.
+    upload_id: str | None = None
+    upload_heartbeat: datetime | None = None
+    #: Bumped by every save; the repository's compare-and-swap key.
+    version: int = 0
+
+    # -- status machine -------------------------------------------------------------------------
+
+    def _move(self, target: ImageStatus) -> None:
+        if target not in TRANSITIONS[self.status]:
+            raise Conflict(f"Image status transition from {self.status} to {target} is not allowed")
+        if (
+            self.status in _NEEDS_FORMATS_FROM
+            and target in _HOLDS_DATA
+            and (self.disk_format is None or self.container_format is None)
+        ):
+            raise Invalid("Properties disk_format, container_format must be set prior to saving data.")
+        self.status = target
+
+    def begin_upload(self, upload_id: str, now: datetime) -> None:
+        """queued → saving, claimed by `upload_id`."""
+        if self.status != ImageStatus.QUEUED:
+            raise Conflict(f"Image {self.id} is not in queued status (it is {self.status}); "
+                           "data can only be uploaded once")
+        self._move(ImageStatus.SAVING)
+        self.upload_id = upload_id
+        self.upload_heartbeat = now
+
+    def finish_upload(self, upload_id: str, digest: Digest, location: Location) -> None:
+        """saving → active with the measured digest; only the upload that holds the claim may."""
+        self._check_claim(upload_id)
+        self._move(ImageStatus.ACTIVE)
+        self.size = digest.size
+        self.checksum = digest.checksum
+        self.os_hash_algo = digest.hash_algo
+        self.os_hash_value = digest.hash_value
+        self.locations = [location]
+        self.upload_id = None
+        self.upload_heartbeat = None
+
+    def fail_upload(self, upload_id: str) -> bool:
+        """saving → queued after a failed upload. Returns False if the claim had already gone."""
+        if self.status != ImageStatus.SAVING or self.upload_id != upload_id:
+            return False
+        self._move(ImageStatus.QUEUED)
+        self.size = None
+        self.virtual_size = None
+        self.upload_id = None
+        self.upload_heartbeat = None
+        return True
+
+    def _check_claim(self, upload_id: str) -> None:
+        if self.status != ImageStatus.SAVING or self.upload_id != upload_id:
+            raise Conflict(f"Image {self.id} is no longer being saved by this upload "
+                           f"(status {self.status})")
+
+    def deactivate(self) -> None:
+        if self.status == ImageStatus.DEACTIVATED:
+            return
+        if self.status != ImageStatus.ACTIVE:
+            raise Forbidden(f"Not allowed to deactivate image in status '{self.status}'")
+        self._move(ImageStatus.DEACTIVATED)
+
+    def reactivate(self) -> None:
+        if self.status == ImageStatus.ACTIVE:
+            return
+        if self.status != ImageStatus.DEACTIVATED:
+            raise Forbidden(f"Not allowed to reactivate image in status '{self.status}'")
+        self._move(ImageStatus.ACTIVE)
+
+    def delete(self) -> list[Location]:
+        """Mark deleted; returns the locations whose data the caller must now remove."""
+        if self.protected:
+            raise Forbidden(f"Image {self.id} is protected and cannot be deleted.")
+        self._move(ImageStatus.DELETED)
+        gone, self.locations = self.locations, []
+        self.upload_id = None
+        self.upload_heartbeat = None
+        return gone
+
+    # -- metadata rules -------------------------------------------------------------------------
+
+    @property
+    def formats_changeable(self) -> bool:
+        return self.status in (ImageStatus.QUEUED, ImageStatus.IMPORTING)

@@ -1,0 +1,1 @@
+"""The registry: image metadata in SQL (SQLite, PostgreSQL, MySQL/MariaDB) through SQLAlchemy."""

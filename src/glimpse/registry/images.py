@@ -1,0 +1,320 @@
+"""The SQL image repository: rows ↔ `Image` entities, compare-and-swap saves, list queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from anyio import to_thread
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    delete,
+    exists,
+    false,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from glimpse.domain.context import RequestContext
+from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage
+from glimpse.domain.images import Image, ImageStatus, Location, Visibility
+from glimpse.domain.query import Condition, ListQuery, Scope, SortKey
+from glimpse.registry.engine import WRITE
+from glimpse.registry.tables import image_locations, image_properties, image_tags, images
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "name", "status", "visibility", "protected", "os_hidden", "disk_format", "container_format",
+    "min_disk", "min_ram", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
+    "owner", "created_at", "updated_at", "upload_id", "upload_heartbeat",
+)
+_HIDDEN_STATUSES = (ImageStatus.DELETED.value, ImageStatus.KILLED.value)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _row_values(image: Image) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(image, name) for name in _COLUMNS}
+    values["status"] = image.status.value
+    values["visibility"] = image.visibility.value
+    for name in ("created_at", "updated_at", "upload_heartbeat"):
+        values[name] = _naive(values[name])
+    return values
+
+
+class SqlImageRepository:
+    """`ImageRepository` over SQLAlchemy Core. Blocking calls run in worker threads."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
+        self._engine = engine
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(fn, *args)
+
+    # -- port ---------------------------------------------------------------------------------
+
+    async def add(self, image: Image) -> Image:
+        return await self._run(self._add, image)
+
+    async def get(self, image_id: str) -> Image:
+        return await self._run(self._get, image_id)
+
+    async def save(self, image: Image) -> Image:
+        return await self._run(self._save, image)
+
+    async def list(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+        return await self._run(self._list, ctx, query)
+
+    async def touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
+        return await self._run(self._touch_upload, image_id, upload_id, now)
+
+    async def stale_uploads(self, before: datetime) -> list[Image]:
+        return await self._run(self._stale_uploads, before)
+
+    # -- implementation -----------------------------------------------------------------------
+
+    def _add(self, image: Image) -> Image:
+        image.version = 1
+        try:
+            with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                conn.execute(insert(images).values(id=image.id, version=1, **_row_values(image)))
+                self._write_children(conn, image)
+        except IntegrityError as exc:
+            raise Conflict(f"Image with identifier {image.id} already exists!") from exc
+        return image
+
+    def _get(self, image_id: str) -> Image:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(images).where(
+                    images.c.id == image_id, images.c.status.not_in(_HIDDEN_STATUSES)
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"No image found with ID {image_id}")
+            return self._load(conn, [row])[0]
+
+    def _save(self, image: Image) -> Image:
+        expected = image.version
+        now = self._clock()
+        values = _row_values(image)
+        values["updated_at"] = _naive(now)
+        values["version"] = expected + 1
+        if image.status == ImageStatus.DELETED:
+            values["deleted_at"] = _naive(now)
+        with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            result = conn.execute(
+                update(images)
+                .where(images.c.id == image.id, images.c.version == expected)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                found = conn.execute(select(images.c.status).where(images.c.id == image.id))
+                if found.one_or_none() is None:
+                    raise NotFound(f"No image found with ID {image.id}")
+                raise StaleImage(f"Image {image.id} was changed concurrently")
+            for table in (image_properties, image_tags, image_locations):
+                conn.execute(delete(table).where(table.c.image_id == image.id))
+            self._write_children(conn, image)
+        image.version = expected + 1
+        image.updated_at = now
+        return image
+
+    def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
+        with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            result = conn.execute(
+                update(images)
+                .where(
+                    images.c.id == image_id,
+                    images.c.upload_id == upload_id,
+                    images.c.status == ImageStatus.SAVING.value,
+                )
+                .values(upload_heartbeat=_naive(now), version=images.c.version + 1)
+            )
+            return bool(result.rowcount == 1)
+
+    def _stale_uploads(self, before: datetime) -> list[Image]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(images).where(
+                    images.c.status == ImageStatus.SAVING.value,
+                    images.c.upload_heartbeat < _naive(before),
+                )
+            ).all()
+            return self._load(conn, rows)
+
+    @staticmethod
+    def _write_children(conn: Connection, image: Image) -> None:
+        if image.properties:
+            conn.execute(
+                insert(image_properties),
+                [{"image_id": image.id, "name": k, "value": v} for k, v in image.properties.items()],
+            )
+        if image.tags:
+            conn.execute(
+                insert(image_tags), [{"image_id": image.id, "value": t} for t in image.tags]
+            )
+        if image.locations:
+            conn.execute(
+                insert(image_locations),
+                [
+                    {"image_id": image.id, "position": i, "store": loc.store, "key": loc.key}
+                    for i, loc in enumerate(image.locations)
+                ],
+            )
+
+    @staticmethod
+    def _load(conn: Connection, rows: Sequence[Any]) -> list[Image]:
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        props: dict[str, dict[str, str]] = defaultdict(dict)
+        for r in conn.execute(
+            select(image_properties).where(image_properties.c.image_id.in_(ids))
+        ):
+            props[r.image_id][r.name] = r.value
+        tags: dict[str, set[str]] = defaultdict(set)
+        for r in conn.execute(select(image_tags).where(image_tags.c.image_id.in_(ids))):
+            tags[r.image_id].add(r.value)
+        locs: dict[str, list[Location]] = defaultdict(list)
+        for r in conn.execute(
+            select(image_locations)
+            .where(image_locations.c.image_id.in_(ids))
+            .order_by(image_locations.c.image_id, image_locations.c.position)
+        ):
+            locs[r.image_id].append(Location(r.store, r.key))
+        return [
+            Image(
+                id=row.id,
+                owner=row.owner,
+                created_at=_aware(row.created_at) or row.created_at,
+                updated_at=_aware(row.updated_at) or row.updated_at,
+                name=row.name,
+                status=ImageStatus(row.status),
+                visibility=Visibility(row.visibility),
+                protected=bool(row.protected),
+                os_hidden=bool(row.os_hidden),
+                disk_format=row.disk_format,
+                container_format=row.container_format,
+                min_disk=row.min_disk,
+                min_ram=row.min_ram,
+                size=row.size,
+                virtual_size=row.virtual_size,
+                checksum=row.checksum,
+                os_hash_algo=row.os_hash_algo,
+                os_hash_value=row.os_hash_value,
+                tags=tags[row.id],
+                properties=props[row.id],
+                locations=locs[row.id],
+                upload_id=row.upload_id,
+                upload_heartbeat=_aware(row.upload_heartbeat),
+                version=row.version,
+            )
+            for row in rows
+        ]
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def _list(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+        where: list[ColumnElement[bool]] = [
+            images.c.status.not_in(_HIDDEN_STATUSES),
+            _scope_clause(ctx, query.scope),
+        ]
+        where.extend(_condition_clause(c) for c in query.conditions)
+        where.extend(
+            exists().where(image_tags.c.image_id == images.c.id, image_tags.c.value == tag)
+            for tag in query.tags
+        )
+        order = []
+        for key in query.sort:
+            col = images.c[key.field]
+            if key.direction == "asc":
+                order += [col.is_(None).desc(), col.asc()]
+            else:
+                order += [col.is_(None).asc(), col.desc()]
+        with self._engine.connect() as conn:
+            if query.marker is not None:
+                marker = conn.execute(
+                    select(images).where(images.c.id == query.marker, *where)
+                ).one_or_none()
+                if marker is None:
+                    raise Invalid(f"Invalid marker. Image {query.marker} could not be found.")
+                where.append(_after_marker(query.sort, marker))
+            rows = conn.execute(
+                select(images).where(*where).order_by(*order).limit(query.limit)
+            ).all()
+            return self._load(conn, rows)
+
+
+def _scope_clause(ctx: RequestContext, scope: Scope) -> ColumnElement[bool]:
+    vis = images.c.visibility
+    own = images.c.owner == ctx.project_id if ctx.project_id is not None else false()
+    if scope in (Scope.PUBLIC, Scope.COMMUNITY):
+        return vis == scope.value
+    if ctx.is_admin:
+        return true() if scope in (Scope.ALL, Scope.DEFAULT) else vis == scope.value
+    if scope == Scope.ALL:
+        return or_(own, vis.in_((Visibility.PUBLIC.value, Visibility.COMMUNITY.value)))
+    if scope == Scope.DEFAULT:
+        return or_(own, vis == Visibility.PUBLIC.value)
+    return and_(vis == scope.value, own)
+
+
+def _condition_clause(cond: Condition) -> ColumnElement[bool]:
+    if cond.prop:
+        return exists().where(
+            image_properties.c.image_id == images.c.id,
+            image_properties.c.name == cond.field,
+            image_properties.c.value == cond.value,
+        )
+    col = images.c[cond.field]
+    value: Any = _naive(cond.value) if isinstance(cond.value, datetime) else cond.value
+    if cond.op == "in":
+        assert isinstance(value, Iterable)
+        return col.in_(list(value))
+    ops: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+        "eq": lambda c, v: c.is_(None) if v is None else c == v,
+        "neq": lambda c, v: c.is_not(None) if v is None else or_(c != v, c.is_(None)),
+        "gt": lambda c, v: c > v,
+        "gte": lambda c, v: c >= v,
+        "lt": lambda c, v: c < v,
+        "lte": lambda c, v: c <= v,
+    }
+    return ops[cond.op](col, value)
+
+
+def _after_marker(sort: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
+    """Rows strictly after `marker` in the order `sort` gives, NULLs counted as smallest."""
+    alternatives: list[ColumnElement[bool]] = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for key in sort:
+        col = images.c[key.field]
+        value = getattr(marker, key.field)
+        if value is None:
+            after = col.is_not(None) if key.direction == "asc" else false()
+            same = col.is_(None)
+        else:
+            after = col > value if key.direction == "asc" else or_(col < value, col.is_(None))
+            same = col == value
+        alternatives.append(and_(*equal_so_far, after))
+        equal_so_far.append(same)
+    return or_(*alternatives)

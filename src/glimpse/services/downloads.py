@@ -1,0 +1,73 @@
+"""Downloading image data: permission and status checks, ranges, and the first location that works."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from glimpse.domain.context import RequestContext
+from glimpse.domain.errors import Forbidden, NotFound, RangeNotSatisfiable
+from glimpse.domain.images import Image, ImageStatus
+from glimpse.domain.ports import ImageRepository
+from glimpse.services import policy
+from glimpse.services.ranges import ByteRange, parse_content_range, parse_range
+from glimpse.stores.base import Reader, Store
+from glimpse.stores.errors import InvalidRange, ObjectNotFound, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Download:
+    """An opened download. `reader` is None when the image has no data (HTTP 204)."""
+
+    image: Image
+    reader: Reader | None
+    range: ByteRange | None = None
+
+
+class DownloadService:
+    def __init__(self, repo: ImageRepository, stores: dict[str, Store]) -> None:
+        self._repo = repo
+        self._stores = stores
+
+    async def open(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        range_header: str | None = None,
+        content_range_header: str | None = None,
+    ) -> Download:
+        """Check access, resolve the range and open a reader before any byte is sent."""
+        image = await self._repo.get(image_id)
+        policy.check_visible(ctx, image)
+        if image.status == ImageStatus.DEACTIVATED and not ctx.is_admin:
+            raise Forbidden("The requested image has been deactivated. "
+                            "Image data download is forbidden.")
+        if image.status not in (ImageStatus.ACTIVE, ImageStatus.DEACTIVATED):
+            return Download(image, None)
+        if not image.locations or image.size is None:
+            return Download(image, None)
+        byte_range = None
+        if range_header:
+            byte_range = parse_range(range_header, image.size)
+        elif content_range_header:
+            byte_range = parse_content_range(content_range_header, image.size)
+        offset = byte_range.start if byte_range else 0
+        length = byte_range.length if byte_range else None
+        failures = []
+        for location in image.locations:
+            store = self._stores.get(location.store)
+            if store is None:
+                failures.append(f"store {location.store!r} is not configured")
+                continue
+            try:
+                reader = await store.open_reader(location.key, offset, length)
+            except InvalidRange as exc:
+                raise RangeNotSatisfiable(exc.message, image.size) from exc
+            except (ObjectNotFound, StoreUnavailable) as exc:
+                failures.append(exc.message)
+                continue
+            return Download(image, reader, byte_range)
+        log.error("image %s: no readable location: %s", image_id, "; ".join(failures))
+        raise NotFound(f"Image data for {image_id} could not be found in any store.")

@@ -1,0 +1,208 @@
+"""Image metadata use cases: create, show, list, update (JSON patch), delete, (de)activate, tags."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from glimpse.domain.context import RequestContext
+from glimpse.domain.errors import Forbidden, Invalid, NotFound, TooLarge
+from glimpse.domain.images import Image, Visibility
+from glimpse.domain.ports import ImageRepository
+from glimpse.services import patch, policy
+from glimpse.services.query import parse_list_params
+from glimpse.services.schemas import Schemas
+from glimpse.services.versioning import mutate
+from glimpse.services.views import BASE_KEYS, image_document
+from glimpse.stores.base import Store
+from glimpse.stores.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+#: Refused in a create body: attributes only the server sets.
+CREATE_FORBIDDEN = frozenset({"direct_url", "self", "file", "schema", "stores", "locations"})
+CREATE_READ_ONLY = frozenset({"created_at", "updated_at", "status", "checksum", "size",
+                              "virtual_size", "os_hash_algo", "os_hash_value"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    property_quota: int = 128
+    tag_quota: int = 128
+    default_page: int = 25
+    max_page: int = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    images: list[Image]
+    #: Whether the page was full, so that a next page may exist.
+    full: bool
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ImageService:
+    def __init__(
+        self,
+        repo: ImageRepository,
+        stores: dict[str, Store],
+        schemas: Schemas,
+        limits: Limits,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._repo = repo
+        self._stores = stores
+        self._schemas = schemas
+        self._limits = limits
+        self._clock = clock
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, ctx: RequestContext, image_id: str) -> Image:
+        image = await self._repo.get(image_id)
+        policy.check_visible(ctx, image)
+        return image
+
+    async def list(self, ctx: RequestContext, params: Sequence[tuple[str, str]]) -> Page:
+        query = parse_list_params(params, self._limits.default_page, self._limits.max_page)
+        images = await self._repo.list(ctx, query)
+        return Page(images, full=len(images) == query.limit and query.limit > 0)
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(self, ctx: RequestContext, body: dict[str, Any]) -> Image:
+        for key in body:
+            if key in CREATE_FORBIDDEN:
+                raise Forbidden(f"Attribute '{key}' is reserved.")
+            if key in CREATE_READ_ONLY:
+                raise Forbidden(f"Attribute '{key}' is read-only.")
+            if key in patch.RESERVED or key.startswith(patch.RESERVED_PREFIX):
+                raise Forbidden(f"Attribute '{key}' is reserved.")
+            if len(key) > 255:
+                raise Invalid(f"Property name is longer than 255 characters: {key[:32]}...")
+        self._schemas.validate_image(body)
+        now = self._clock()
+        owner = body.get("owner", ctx.project_id)
+        policy.check_owner_change(ctx, owner)
+        visibility = body.get("visibility", Visibility.SHARED.value)
+        policy.check_visibility_change(ctx, visibility)
+        image = Image(id=body.get("id") or str(uuid.uuid4()), owner=owner, created_at=now,
+                      updated_at=now)
+        document = image_document(image)
+        document.update(body)
+        document["owner"] = owner
+        self._load_document(image, document)
+        return await self._repo.add(image)
+
+    # -- update -------------------------------------------------------------------------------
+
+    async def update(
+        self, ctx: RequestContext, image_id: str, media_type: str, body: Any
+    ) -> Image:
+        changes = patch.parse(media_type, body)
+
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "modify")
+            document = image_document(image)
+            for item in changes:
+                patch.apply(document, item)
+            self._schemas.validate_image(document)
+            if document["owner"] != image.owner:
+                policy.check_owner_change(ctx, document["owner"])
+            if document["visibility"] != image.visibility:
+                policy.check_visibility_change(ctx, document["visibility"])
+            for name in ("disk_format", "container_format"):
+                if document[name] != getattr(image, name) and not image.formats_changeable:
+                    raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
+            self._load_document(image, document)
+
+        return await self.mutate(image_id, change)
+
+    def _load_document(self, image: Image, document: dict[str, Any]) -> None:
+        """Copy a validated document's settable attributes and extra properties into `image`."""
+        image.name = document["name"]
+        image.visibility = Visibility(document["visibility"])
+        image.protected = document["protected"]
+        image.os_hidden = document["os_hidden"]
+        image.disk_format = document["disk_format"]
+        image.container_format = document["container_format"]
+        image.min_disk = document["min_disk"]
+        image.min_ram = document["min_ram"]
+        image.owner = document["owner"]
+        image.tags = set(document["tags"])
+        image.properties = {
+            k: v for k, v in document.items() if k not in BASE_KEYS and v is not None
+        }
+        if len(image.properties) > self._limits.property_quota:
+            raise TooLarge(f"Maximum number of properties exceeded: "
+                           f"{self._limits.property_quota}")
+        if len(image.tags) > self._limits.tag_quota:
+            raise TooLarge(f"Maximum number of tags exceeded: {self._limits.tag_quota}")
+
+    # -- status actions -----------------------------------------------------------------------
+
+    async def deactivate(self, ctx: RequestContext, image_id: str) -> Image:
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "deactivate")
+            image.deactivate()
+
+        return await self.mutate(image_id, change)
+
+    async def reactivate(self, ctx: RequestContext, image_id: str) -> Image:
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "reactivate")
+            image.reactivate()
+
+        return await self.mutate(image_id, change)
+
+    async def delete(self, ctx: RequestContext, image_id: str) -> None:
+        gone = []
+
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "delete")
+            gone[:] = image.delete()
+
+        await self.mutate(image_id, change)
+        for location in gone:
+            store = self._stores.get(location.store)
+            if store is None:
+                log.warning("image %s: no store %r to delete %s from", image_id, location.store,
+                            location.key)
+                continue
+            try:
+                await store.delete(location.key)
+            except StoreError as exc:
+                log.warning("image %s: could not delete its data: %s", image_id, exc)
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    async def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        if len(tag) > 255 or not tag:
+            raise Invalid("Tags must be between 1 and 255 characters long.")
+
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "modify")
+            image.tags.add(tag)
+            if len(image.tags) > self._limits.tag_quota:
+                raise TooLarge(f"Maximum number of tags exceeded: {self._limits.tag_quota}")
+
+        await self.mutate(image_id, change)
+
+    async def delete_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        def change(image: Image) -> None:
+            policy.check_owner(ctx, image, "modify")
+            if tag not in image.tags:
+                raise NotFound(f"Tag {tag} not found on image {image_id}.")
+            image.tags.discard(tag)
+
+        await self.mutate(image_id, change)
+
+    async def mutate(self, image_id: str, change: Callable[[Image], object]) -> Image:
+        return await mutate(self._repo, image_id, change)

@@ -1,0 +1,273 @@
+"""Uploading image data: one streaming pipeline for every store, and the reaper of dead uploads.
+
+The pipeline counts bytes, enforces the size cap and the declared size, and computes the MD5
+`checksum` and the `os_hash_value` — each hash in its own worker thread, in parallel with the
+store write — over buffers of `BUFFER_SIZE` bytes. At most two buffers are alive at a time, so
+memory stays flat whatever the image size. Later stages (format inspection, signature checks)
+join as further `Stage`s.
+
+An upload claims the image (queued → saving) under a fresh upload id, proves it is alive with a
+heartbeat, and either finishes (→ active) or gives the image back (→ queued) after removing its
+data. If its process dies, any server's reaper notices the stale heartbeat, gives the image back
+and discards the partial data; uploads that are still alive, in any process, are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from anyio import CancelScope, to_thread
+
+from glimpse.domain.context import RequestContext
+from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, TooLarge
+from glimpse.domain.images import Digest, Image, Location
+from glimpse.domain.ports import ImageRepository
+from glimpse.services import policy
+from glimpse.services.versioning import mutate
+from glimpse.stores.base import Store, Writer
+
+log = logging.getLogger(__name__)
+
+BUFFER_SIZE = 4 * 1024 * 1024
+
+
+class Stage(Protocol):
+    """A step every buffer passes through; `update` runs in a worker thread."""
+
+    def update(self, data: bytes | bytearray) -> None: ...
+
+
+class Hasher:
+    def __init__(self, algorithm: str) -> None:
+        self._hash = (
+            hashlib.md5(usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+        )
+
+    def update(self, data: bytes | bytearray) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    store_id: str
+    hashing_algorithm: str = "sha512"
+    size_cap: int = 1024**4
+    heartbeat_interval: float = 10.0
+    stale_after: float = 60.0
+
+
+def data_key(image_id: str, upload_id: str) -> str:
+    """Each upload writes under its own key, so a late zombie can never clobber a newer upload."""
+    return f"{image_id}.{upload_id}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UploadService:
+    def __init__(
+        self,
+        repo: ImageRepository,
+        stores: dict[str, Store],
+        settings: UploadSettings,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._repo = repo
+        self._stores = stores
+        self._settings = settings
+        self._clock = clock
+
+    @property
+    def _store(self) -> Store:
+        return self._stores[self._settings.store_id]
+
+    async def upload(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        chunks: AsyncIterator[bytes],
+        declared_size: int | None = None,
+    ) -> Image:
+        """Stream `chunks` into the store as the data of image `image_id`; returns it active.
+
+        Raises `TooLarge` over the size cap, `Invalid` when `declared_size` does not match,
+        `Conflict` unless the image is queued, `Gone` if it was deleted meanwhile. On any failure
+        the image is back in `queued` (unless deleted) and no data is left in the store.
+        """
+        cap = self._settings.size_cap
+        if declared_size is not None and declared_size > cap:
+            raise TooLarge(f"Image size {declared_size} exceeds the limit of {cap} bytes.")
+        upload_id = str(uuid.uuid4())
+
+        def begin(image: Image) -> None:
+            policy.check_owner(ctx, image, "upload data to")
+            image.begin_upload(upload_id, self._clock())
+
+        await mutate(self._repo, image_id, begin)
+        store = self._store
+        key = data_key(image_id, upload_id)
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(image_id, upload_id, lost))
+        committed = False
+        try:
+            writer = await store.open_writer(key)
+            try:
+                digest = await self._stream(chunks, writer, declared_size, lost)
+                await writer.commit()
+                committed = True
+            except BaseException:
+                with CancelScope(shield=True):
+                    await writer.abort()
+                raise
+
+            def finish(image: Image) -> None:
+                image.finish_upload(upload_id, digest, Location(store.id, key))
+
+            try:
+                return await mutate(self._repo, image_id, finish)
+            except NotFound as exc:
+                raise Gone(f"Image {image_id} was deleted during the upload; "
+                           "its data has been discarded.") from exc
+        except BaseException:
+            with CancelScope(shield=True):
+                await self._give_back(image_id, upload_id, key if committed else None)
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        writer: Writer,
+        declared_size: int | None,
+        lost: asyncio.Event,
+    ) -> Digest:
+        md5 = Hasher("md5")
+        multihash = Hasher(self._settings.hashing_algorithm)
+        stages: list[Stage] = [md5, multihash]
+        cap = self._settings.size_cap
+        size = 0
+        buffer = bytearray()
+        pending: asyncio.Future[object] | None = None
+
+        async def process(data: bytearray) -> None:
+            await asyncio.gather(
+                *(to_thread.run_sync(stage.update, data) for stage in stages),
+                writer.write(data),
+            )
+
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    raise TooLarge(f"Image data exceeds the limit of {cap} bytes.")
+                if declared_size is not None and size > declared_size:
+                    raise Invalid(f"Received more data than the {declared_size} bytes declared "
+                                  "in x-openstack-image-size.")
+                if lost.is_set():
+                    raise Conflict("The upload lost its claim on the image (deleted or reset).")
+                buffer += chunk
+                if len(buffer) >= BUFFER_SIZE:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(process(buffer))
+                    buffer = bytearray()
+            if pending is not None:
+                await pending
+                pending = None
+            if buffer:
+                await process(buffer)
+        finally:
+            if pending is not None:
+                with CancelScope(shield=True), contextlib.suppress(BaseException):
+                    await pending
+        if declared_size is not None and size != declared_size:
+            raise Invalid(f"Received {size} bytes but x-openstack-image-size declared "
+                          f"{declared_size}.")
+        return Digest(size, md5.hexdigest(), self._settings.hashing_algorithm,
+                      multihash.hexdigest())
+
+    async def _heartbeat(self, image_id: str, upload_id: str, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval)
+            try:
+                alive = await self._repo.touch_upload(image_id, upload_id, self._clock())
+            except Exception:  # a passing registry fault must not kill the upload
+                log.exception("image %s: heartbeat failed", image_id)
+                continue
+            if not alive:
+                lost.set()
+                return
+
+    async def _give_back(self, image_id: str, upload_id: str, committed_key: str | None) -> None:
+        """After a failed upload: remove committed data, return the image to queued."""
+        if committed_key is not None:
+            try:
+                await self._store.discard(committed_key)
+            except Exception:
+                log.exception("image %s: could not discard data %s", image_id, committed_key)
+
+        def restore(image: Image) -> None:
+            image.fail_upload(upload_id)
+
+        try:
+            await mutate(self._repo, image_id, restore)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("image %s: could not return it to queued", image_id)
+
+    # -- the reaper -------------------------------------------------------------------------------
+
+    async def reap(self) -> list[str]:
+        """Give back images whose upload stopped proving it is alive; returns their ids."""
+        cutoff = self._clock() - timedelta(seconds=self._settings.stale_after)
+        reaped = []
+        for stale in await self._repo.stale_uploads(cutoff):
+            upload_id = stale.upload_id
+            if upload_id is None:
+                continue
+            took = []
+
+            def reset(image: Image, upload_id: str = upload_id, took: list[bool] = took) -> None:
+                heartbeat = image.upload_heartbeat
+                if heartbeat is not None and heartbeat >= cutoff:
+                    return  # it came back to life
+                if image.fail_upload(upload_id):
+                    took.append(True)
+
+            try:
+                await mutate(self._repo, stale.id, reset)
+            except (NotFound, Conflict):
+                continue
+            if took:
+                for store in self._stores.values():
+                    if store.capabilities.write:
+                        await store.discard(data_key(stale.id, upload_id))
+                log.warning("image %s: upload %s stopped without finishing; image returned to "
+                            "queued and its partial data removed", stale.id, upload_id)
+                reaped.append(stale.id)
+        return reaped
+
+    async def run_reaper(self) -> None:
+        """Reap forever, every half stale period; meant to run as a background task."""
+        while True:
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("upload reaper failed; retrying")
+            await asyncio.sleep(self._settings.stale_after / 2)

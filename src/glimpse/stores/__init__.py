@@ -1,0 +1,1 @@
+"""Byte stores: they keep opaque objects under keys and know nothing of images."""
