@@ -1,3 +1,3 @@
-"""Glimpse: an image service for virtual machine images, wire-compatible with OpenStack Glance v2."""
+"""Glimpse: an image service for VM images, wire-compatible with OpenStack Glance v2."""
 
 __version__ = "0.1.0"

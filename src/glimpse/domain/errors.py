@@ -1,4 +1,4 @@
-"""Errors of the domain and the services, reported faithfully; only the API edge picks HTTP statuses.
+"""Errors of the domain and the services, reported faithfully; the API edge picks HTTP statuses.
 
     DomainError
     ├── NotFound           the thing does not exist, or the caller may not see it

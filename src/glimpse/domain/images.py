@@ -111,7 +111,9 @@ class Image:
             and target in _HOLDS_DATA
             and (self.disk_format is None or self.container_format is None)
         ):
-            raise Invalid("Properties disk_format, container_format must be set prior to saving data.")
+            raise Invalid(
+                "Properties disk_format, container_format must be set prior to saving data."
+            )
         self.status = target
 
     def begin_upload(self, upload_id: str, now: datetime) -> None:

@@ -37,7 +37,7 @@ class ImageRepository(Protocol):
         """
         ...
 
-    async def list(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+    async def find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
         """One page, visible to `ctx`, filtered and sorted as `query` says.
 
         Raises `Invalid` if `query.marker` names no image the caller can list.

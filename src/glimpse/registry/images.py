@@ -81,8 +81,8 @@ class SqlImageRepository:
     async def save(self, image: Image) -> Image:
         return await self._run(self._save, image)
 
-    async def list(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
-        return await self._run(self._list, ctx, query)
+    async def find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+        return await self._run(self._find, ctx, query)
 
     async def touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
         return await self._run(self._touch_upload, image_id, upload_id, now)
@@ -167,7 +167,10 @@ class SqlImageRepository:
         if image.properties:
             conn.execute(
                 insert(image_properties),
-                [{"image_id": image.id, "name": k, "value": v} for k, v in image.properties.items()],
+                [
+                    {"image_id": image.id, "name": k, "value": v}
+                    for k, v in image.properties.items()
+                ],
             )
         if image.tags:
             conn.execute(
@@ -234,7 +237,7 @@ class SqlImageRepository:
 
     # -- listing ------------------------------------------------------------------------------
 
-    def _list(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+    def _find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
         where: list[ColumnElement[bool]] = [
             images.c.status.not_in(_HIDDEN_STATUSES),
             _scope_clause(ctx, query.scope),
@@ -269,7 +272,7 @@ def _scope_clause(ctx: RequestContext, scope: Scope) -> ColumnElement[bool]:
     vis = images.c.visibility
     own = images.c.owner == ctx.project_id if ctx.project_id is not None else false()
     if scope in (Scope.PUBLIC, Scope.COMMUNITY):
-        return vis == scope.value
+        return vis == str(scope.value)
     if ctx.is_admin:
         return true() if scope in (Scope.ALL, Scope.DEFAULT) else vis == scope.value
     if scope == Scope.ALL:
@@ -309,6 +312,7 @@ def _after_marker(sort: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
     for key in sort:
         col = images.c[key.field]
         value = getattr(marker, key.field)
+        after: ColumnElement[bool]
         if value is None:
             after = col.is_not(None) if key.direction == "asc" else false()
             same = col.is_(None)

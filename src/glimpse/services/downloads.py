@@ -1,4 +1,4 @@
-"""Downloading image data: permission and status checks, ranges, and the first location that works."""
+"""Downloading image data: access and status checks, ranges, the first location that works."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Forbidden, Invalid, NotFound, TooLarge
-from glimpse.domain.images import Image, Visibility
+from glimpse.domain.images import Image, Location, Visibility
 from glimpse.domain.ports import ImageRepository
 from glimpse.services import patch, policy
 from glimpse.services.query import parse_list_params
@@ -70,9 +70,9 @@ class ImageService:
         policy.check_visible(ctx, image)
         return image
 
-    async def list(self, ctx: RequestContext, params: Sequence[tuple[str, str]]) -> Page:
+    async def find(self, ctx: RequestContext, params: Sequence[tuple[str, str]]) -> Page:
         query = parse_list_params(params, self._limits.default_page, self._limits.max_page)
-        images = await self._repo.list(ctx, query)
+        images = await self._repo.find(ctx, query)
         return Page(images, full=len(images) == query.limit and query.limit > 0)
 
     # -- create -------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class ImageService:
         return await self.mutate(image_id, change)
 
     async def delete(self, ctx: RequestContext, image_id: str) -> None:
-        gone = []
+        gone: list[Location] = []
 
         def change(image: Image) -> None:
             policy.check_owner(ctx, image, "delete")

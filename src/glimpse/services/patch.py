@@ -1,7 +1,8 @@
 """JSON-patch updates of an image, as Glance accepts them.
 
 Two media types: `application/openstack-images-v2.1-json-patch` (RFC 6902 subset:
-`{"op", "path", "value"}`) and the older `...-v2.0-json-patch` (`{"replace": "/name", "value": ...}`).
+`{"op", "path", "value"}`) and the older `...-v2.0-json-patch`
+(`{"replace": "/name", "value": ...}`).
 Only add, remove and replace exist; paths are one level deep. The rules that depend on the image
 (read-only attributes, base vs extra properties, the v2.0 'add means new' rule) live in `apply`.
 """
@@ -9,7 +10,7 @@ Only add, remove and replace exist; paths are one level deep. The rules that dep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from glimpse.domain.errors import Conflict, Forbidden, Invalid
 
@@ -29,11 +30,12 @@ EDITABLE = frozenset({"name", "visibility", "protected", "os_hidden", "disk_form
                       "container_format", "min_disk", "min_ram", "owner", "tags"})
 
 _MISSING: Any = object()
+ChangeOp = Literal["add", "remove", "replace"]
 
 
 @dataclass(frozen=True)
 class Change:
-    op: Literal["add", "remove", "replace"]
+    op: ChangeOp
     path: str
     value: Any
     legacy: bool
@@ -68,14 +70,15 @@ def parse(media_type: str, body: Any) -> list[Change]:
         if not isinstance(raw, dict):
             raise Invalid("Operations must be JSON objects.")
         if legacy:
-            ops = [op for op in OPS if op in raw]
+            ops = [name for name in OPS if name in raw]
             if len(ops) != 1:
                 raise Invalid("Operation objects must contain exactly one member named "
                               "\"add\", \"remove\", or \"replace\".")
-            op, path = ops[0], raw[ops[0]]
+            op: Any = ops[0]
+            path = raw[op]
         else:
             op, path = raw.get("op"), raw.get("path")
-            if op is None:
+            if not isinstance(op, str):
                 raise Invalid("Operation objects must contain a string member named \"op\".")
             if op not in OPS:
                 raise Invalid(f"Invalid operation: `{op}`.")
@@ -84,7 +87,7 @@ def parse(media_type: str, body: Any) -> list[Change]:
         value = raw.get("value", _MISSING)
         if op != "remove" and value is _MISSING:
             raise Invalid(f"Operation \"{op}\" requires a member named \"value\".")
-        changes.append(Change(op, path, value, legacy))
+        changes.append(Change(cast(ChangeOp, op), path, value, legacy))
     return changes
 
 

@@ -19,6 +19,7 @@ _STRING_KEYS = frozenset({"id", "name", "status", "container_format", "disk_form
                           "checksum", "os_hash_value", "os_hash_algo"})
 _INT_KEYS = frozenset({"min_ram", "min_disk", "size", "virtual_size"})
 _BOOL_KEYS = frozenset({"protected", "os_hidden"})
+_VISIBILITIES = ("public", "private", "shared", "community", "all")
 _PAGING = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir", "tag", "visibility",
                      "member_status", "size_min", "size_max"})
 
@@ -149,10 +150,12 @@ def parse_list_params(
         conditions.append(Condition("size", "lte", parse_int("size_max", single["size_max"])))
     if not any(c.field == "os_hidden" for c in conditions):
         conditions.append(Condition("os_hidden", "eq", False))
-    try:
-        scope = Scope(single.get("visibility", "default"))
-    except ValueError as exc:
-        raise Invalid(f"Invalid visibility value: {single['visibility']!r}.") from exc
+    visibility = single.get("visibility")
+    scope = Scope.DEFAULT
+    if visibility is not None:
+        if visibility not in _VISIBILITIES:
+            raise Invalid(f"Invalid visibility value: {visibility!r}.")
+        scope = Scope(visibility)
     member_status = single.get("member_status", "accepted")
     if member_status not in ("accepted", "pending", "rejected", "all"):
         raise Invalid(f"Invalid status value: {member_status!r}.")

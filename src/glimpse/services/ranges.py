@@ -45,13 +45,13 @@ def parse_range(header: str, size: int) -> ByteRange:
             raise RangeNotSatisfiable("A zero-length suffix range selects no bytes.", size)
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
-    end = size - 1 if last == "" else int(last)
-    if end < start:
+    if last != "" and int(last) < start:
         raise Invalid(f"Invalid Range header {header!r}: end is before start.")
     if start >= size:
         raise RangeNotSatisfiable(f"Range starts at {start} but the image has {size} bytes.",
                                   size)
-    return ByteRange(start, min(end, size - 1))
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    return ByteRange(start, end)
 
 
 def parse_content_range(header: str, size: int) -> ByteRange:

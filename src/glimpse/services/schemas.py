@@ -1,4 +1,4 @@
-"""The JSON schemas served at /v2/schemas/* and used to validate every request: one source of truth."""
+"""The JSON schemas served at /v2/schemas/*, which also validate every request: one truth."""
 
 from __future__ import annotations
 

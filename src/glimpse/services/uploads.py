@@ -162,7 +162,7 @@ class UploadService:
         cap = self._settings.size_cap
         size = 0
         buffer = bytearray()
-        pending: asyncio.Future[object] | None = None
+        pending: asyncio.Future[None] | None = None
 
         async def process(data: bytearray) -> None:
             await asyncio.gather(
@@ -241,7 +241,7 @@ class UploadService:
             upload_id = stale.upload_id
             if upload_id is None:
                 continue
-            took = []
+            took: list[bool] = []
 
             def reset(image: Image, upload_id: str = upload_id, took: list[bool] = took) -> None:
                 heartbeat = image.upload_heartbeat

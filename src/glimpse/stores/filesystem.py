@@ -45,6 +45,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 class FilesystemWriter:
     def __init__(self, final: Path, partial: Path, fd: int) -> None:
         self._final = final
@@ -174,4 +178,4 @@ class FilesystemStore:
     async def discard(self, key: str) -> None:
         final, partial = self._paths(key)
         for path in (partial, final):
-            await to_thread.run_sync(lambda p=path: p.unlink(missing_ok=True))
+            await to_thread.run_sync(_unlink, path)

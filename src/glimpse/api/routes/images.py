@@ -30,7 +30,7 @@ async def index(request: Request) -> Response:
     require_no_body(request)
     svc = services(request)
     params = request.query_params.multi_items()
-    page = await svc.images.list(context(request), params)
+    page = await svc.images.find(context(request), params)
     kept = [(k, v) for k, v in params if k != "marker"]
     document: dict[str, Any] = {
         "images": [image_document(i) for i in page.images],

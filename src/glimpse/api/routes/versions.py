@@ -1,4 +1,4 @@
-"""The versions document: `GET /` → 300 and `GET /versions` → 200, as Glance without multistore/cache."""
+"""The versions document: `GET /` → 300 and `GET /versions` → 200, as Glance sends them."""
 
 from __future__ import annotations
 
