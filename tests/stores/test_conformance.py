@@ -92,7 +92,7 @@ async def test_failed_write_aborts_cleanly(store: Store) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
+    async def failing_write() -> None:
         writer = await store.open_writer("boom")
         try:
             await writer.write(b"partial")
@@ -100,6 +100,9 @@ async def test_failed_write_aborts_cleanly(store: Store) -> None:
         except BaseException:
             await writer.abort()
             raise
+
+    with pytest.raises(Boom):
+        await failing_write()
     with pytest.raises(ObjectNotFound):
         await store.open_reader("boom")
 

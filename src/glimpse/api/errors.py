@@ -1,7 +1,8 @@
 """The one table that turns exceptions into HTTP responses, in Glance's error format.
 
 Body: `{"message": ..., "code": "404 Not Found", "title": "Not Found"}` when the client accepts
-JSON, else the same as plain text. (Glance sends an HTML page by default; we never send HTML.)
+JSON (Glance's format); see `error_response` for the others. Glance sends an HTML page to clients
+that accept anything; Glimpse never sends HTML.
 Routes raise and never catch; anything not in the table is a bug and becomes a logged 500.
 """
 
@@ -73,16 +74,36 @@ def _default_message(status: int) -> str:
     }.get(status, HTTPStatus(status).phrase)
 
 
+def _accepted(accept: str) -> set[str]:
+    """Media types the Accept header admits with a non-zero quality."""
+    kinds = set()
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        quality = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            if float(quality) > 0 and kind:
+                kinds.add(kind.lower())
+        except ValueError:
+            continue
+    return kinds
+
+
 def error_response(request: Request, status: int, message: str,
                    headers: dict[str, str] | None = None) -> Response:
+    """Glance's flat JSON body for clients that ask for JSON, plain text for those that ask
+    for text, and otherwise (no Accept, */*, HTML) the same fields nested under "error": the
+    one JSON shape that python-glanceclient and openstacksdk both read a message from."""
     phrase = HTTPStatus(status).phrase
-    accept = request.headers.get("accept", "")
-    if "application/json" in accept:
-        body = json.dumps({"message": message, "code": f"{status} {phrase}", "title": phrase})
-        media_type = "application/json"
+    fields = {"message": message, "code": f"{status} {phrase}", "title": phrase}
+    accepted = _accepted(request.headers.get("accept", ""))
+    if "application/json" in accepted:
+        body, media_type = json.dumps(fields), "application/json"
+    elif "text/plain" in accepted:
+        body, media_type = f"{status} {phrase}\n\n{message}\n", "text/plain"
     else:
-        body = f"{status} {phrase}\n\n{message}\n"
-        media_type = "text/plain"
+        # Reads as the clients render Glance's HTML page: "404 Not Found: <message>".
+        nested = {**fields, "message": f"{status} {phrase}: {message}"}
+        body, media_type = json.dumps({"error": nested}), "application/json"
     return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 

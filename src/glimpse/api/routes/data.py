@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from glimpse.api.bodies import media_type, require_no_body
 from glimpse.api.errors import ApiError
+from glimpse.api.routing import resource
 from glimpse.api.wiring import context, services
 from glimpse.stores.base import Reader
 
@@ -71,7 +71,4 @@ async def download(request: Request) -> Response:
     return StreamingResponse(_stream(reader), status_code=status, headers=headers)
 
 
-routes = [
-    Route("/v2/images/{id}/file", upload, methods=["PUT"]),
-    Route("/v2/images/{id}/file", download, methods=["GET"]),
-]
+routes = [resource("/v2/images/{id}/file", put=upload, get=download)]

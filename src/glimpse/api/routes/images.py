@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from glimpse.api.bodies import base_url, json_response, media_type, read_json, require_no_body
 from glimpse.api.errors import ApiError
+from glimpse.api.routing import resource
 from glimpse.api.wiring import context, services
 from glimpse.services import patch
 from glimpse.services.views import image_document
@@ -90,13 +90,9 @@ async def delete_tag(request: Request) -> Response:
 
 
 routes = [
-    Route("/v2/images", index, methods=["GET"]),
-    Route("/v2/images", create, methods=["POST"]),
-    Route("/v2/images/{id}", show, methods=["GET"]),
-    Route("/v2/images/{id}", update, methods=["PATCH"]),
-    Route("/v2/images/{id}", delete, methods=["DELETE"]),
-    Route("/v2/images/{id}/actions/deactivate", deactivate, methods=["POST"]),
-    Route("/v2/images/{id}/actions/reactivate", reactivate, methods=["POST"]),
-    Route("/v2/images/{id}/tags/{tag}", add_tag, methods=["PUT"]),
-    Route("/v2/images/{id}/tags/{tag}", delete_tag, methods=["DELETE"]),
+    resource("/v2/images", get=index, post=create),
+    resource("/v2/images/{id}", get=show, patch=update, delete=delete),
+    resource("/v2/images/{id}/actions/deactivate", post=deactivate),
+    resource("/v2/images/{id}/actions/reactivate", post=reactivate),
+    resource("/v2/images/{id}/tags/{tag}", put=add_tag, delete=delete_tag),
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from glimpse.api.bodies import json_response
+from glimpse.api.routing import resource
 from glimpse.api.wiring import services
 
 
@@ -24,6 +24,6 @@ async def import_info(request: Request) -> Response:
 
 
 routes = [
-    Route("/v2/schemas/{name}", schema, methods=["GET"]),
-    Route("/v2/info/import", import_info, methods=["GET"]),
+    resource("/v2/schemas/{name}", get=schema),
+    resource("/v2/info/import", get=import_info),
 ]

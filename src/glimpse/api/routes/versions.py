@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from glimpse.api.bodies import base_url, json_response
+from glimpse.api.routing import resource
 from glimpse.api.wiring import services
 
 CURRENT = "2.17"
@@ -33,6 +33,6 @@ async def versions(request: Request) -> Response:
 
 
 routes = [
-    Route("/", multiple_choices, methods=["GET"]),
-    Route("/versions", versions, methods=["GET"]),
+    resource("/", get=multiple_choices),
+    resource("/versions", get=versions),
 ]
