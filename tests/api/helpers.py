@@ -63,7 +63,7 @@ def patch(client: httpx.Client, image_id: str, ops: Any, media: str = PATCH_21,
 
 
 def op(media: str, kind: str, path: str, value: Any = MISSING) -> dict[str, Any]:
-    """One JSON-patch operation in the form the media type uses (v2.1: op/path, v2.0: kind: path)."""
+    """One JSON-patch operation in its media type's form (v2.1: op/path, v2.0: kind: path)."""
     change: dict[str, Any] = {"op": kind, "path": path} if media == PATCH_21 else {kind: path}
     if value is not MISSING:
         change["value"] = value
@@ -76,7 +76,7 @@ def md5(data: bytes) -> str:
 
 def assert_error(resp: httpx.Response, status: int) -> None:
     """A JSON error body in Glance's WebOb shape: {"message", "code": "404 Not Found", "title"}."""
-    assert resp.status_code == status, f"{resp.status_code} {resp.text}"
+    assert resp.status_code == status, f"{resp.status_code} {resp.text[:300]!r}"
     body = resp.json()
     assert set(body) >= {"message", "code", "title"}, body
     assert body["code"].startswith(f"{status} "), body

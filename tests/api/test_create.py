@@ -34,7 +34,8 @@ def test_create_minimal_defaults(api: httpx.Client, server: Server) -> None:
     assert image["tags"] == []
     assert image["owner"] == "admin"
     for key in BASE_NULLS:
-        assert key in image and image[key] is None, key
+        assert key in image, key
+        assert image[key] is None, key
     assert TIMESTAMP.match(image["created_at"]), image["created_at"]
     assert TIMESTAMP.match(image["updated_at"]), image["updated_at"]
     assert image["self"] == f"/v2/images/{image_id}"
@@ -231,15 +232,27 @@ def test_member_may_create_non_public(member: httpx.Client, visibility: str) -> 
     assert create(member, visibility=visibility)["visibility"] == visibility
 
 
-def test_property_quota_on_create_is_413(make_server: Any) -> None:
-    srv = make_server(image_property_quota=2)
-    with httpx.Client(base_url=srv.url, headers={"Accept": "application/json"}) as client:
-        assert create(client, a="1", b="2")["b"] == "2"
-        assert_error(client.post("/v2/images", json={"a": "1", "b": "2", "c": "3"}), 413)
+def test_property_quota_on_create_is_413(limited: httpx.Client) -> None:
+    name = f"pq-{uid()}"
+    assert create(limited, a="1", b="2")["b"] == "2"
+    assert_error(limited.post("/v2/images", json={"name": name, "a": "1", "b": "2", "c": "3"}),
+                 413)
+    assert limited.get("/v2/images", params={"name": name}).json()["images"] == []
 
 
-def test_tag_quota_on_create_is_413(make_server: Any) -> None:
-    srv = make_server(image_tag_quota=2)
-    with httpx.Client(base_url=srv.url, headers={"Accept": "application/json"}) as client:
-        assert sorted(create(client, tags=["a", "b"])["tags"]) == ["a", "b"]
-        assert_error(client.post("/v2/images", json={"tags": ["a", "b", "c"]}), 413)
+def test_tag_quota_on_create_is_413(limited: httpx.Client) -> None:
+    name = f"tq-{uid()}"
+    assert sorted(create(limited, tags=["a", "b"])["tags"]) == ["a", "b"]
+    assert_error(limited.post("/v2/images", json={"name": name, "tags": ["a", "b", "c"]}), 413)
+    assert limited.get("/v2/images", params={"name": name}).json()["images"] == []
+
+
+def test_import_and_store_headers(api: httpx.Client) -> None:
+    methods = api.get("/v2/info/import").json()["import-methods"]["value"]
+    resp = api.post("/v2/images", json={})
+    assert resp.status_code == 201
+    if methods:
+        assert resp.headers["openstack-image-import-methods"] == ",".join(methods)
+    else:
+        assert "openstack-image-import-methods" not in resp.headers
+    assert "openstack-image-store-ids" not in resp.headers  # multistore is off

@@ -47,7 +47,7 @@ MISSING_ID = "00000000-0000-4000-8000-000000000000"
 )
 def test_every_response_has_request_id(api: httpx.Client, method: str, path: str,
                                        kwargs: dict[str, object]) -> None:
-    resp = api.request(method, path, **kwargs)  # type: ignore[arg-type]
+    resp = api.request(method, path, **kwargs)
     assert REQUEST_ID.match(resp.headers.get("x-openstack-request-id", "")), resp.headers
 
 
@@ -183,7 +183,7 @@ def test_malformed_json_on_patch_is_400(api: httpx.Client) -> None:
 )
 def test_non_uuid_image_id_is_404(api: httpx.Client, bad_id: str, method: str, suffix: str,
                                   kwargs: dict[str, object]) -> None:
-    resp = api.request(method, f"/v2/images/{bad_id}{suffix}", **kwargs)  # type: ignore[arg-type]
+    resp = api.request(method, f"/v2/images/{bad_id}{suffix}", **kwargs)
     assert_error(resp, 404)
 
 
@@ -204,5 +204,12 @@ def test_non_uuid_image_id_is_404(api: httpx.Client, bad_id: str, method: str, s
 )
 def test_missing_image_is_404(api: httpx.Client, method: str, suffix: str,
                               kwargs: dict[str, object]) -> None:
-    resp = api.request(method, f"/v2/images/{uuid.uuid4()}{suffix}", **kwargs)  # type: ignore[arg-type]
+    resp = api.request(method, f"/v2/images/{uuid.uuid4()}{suffix}", **kwargs)
     assert_error(resp, 404)
+
+
+def test_no_head_on_file(api: httpx.Client) -> None:
+    image = create_active(api)
+    resp = api.head(f"/v2/images/{image['id']}/file")
+    assert resp.status_code == 405
+    assert {m.strip() for m in resp.headers["allow"].split(",")} == {"GET", "PUT"}

@@ -8,20 +8,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from glimpse.api.bodies import require_no_body
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def resource(path: str, **handlers: Handler) -> Route:
     """A route serving `path` with `handlers` keyed by lower-case method name.
 
-    HEAD is answered by the GET handler (the server drops the body). Any other method gets 405
-    with every allowed method in `Allow`.
+    Any other method (HEAD included, as in Glance) gets 405 with the allowed ones in `Allow`.
+    A request body is refused with 400 unless the handler is marked with `takes_body`.
     """
     by_method = {method.upper(): handler for method, handler in handlers.items()}
-    if "GET" in by_method:
-        by_method.setdefault("HEAD", by_method["GET"])
 
     async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
+        handler = by_method[request.method]
+        if not getattr(handler, "takes_body", False):
+            require_no_body(request)
+        return await handler(request)
 
-    return Route(path, dispatch, methods=list(by_method))
+    route = Route(path, dispatch, methods=list(by_method))
+    route.methods = set(by_method)  # Starlette adds HEAD to every GET; Glance does not
+    return route
+
+
+def takes_body(handler: Handler) -> Handler:
+    """Mark a handler as one that reads the request body."""
+    handler.takes_body = True  # type: ignore[attr-defined]
+    return handler

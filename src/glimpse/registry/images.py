@@ -115,7 +115,7 @@ class SqlImageRepository:
 
     def _save(self, image: Image) -> Image:
         expected = image.version
-        now = self._clock()
+        now = self._clock().replace(microsecond=0)  # timestamps are whole seconds
         values = _row_values(image)
         values["updated_at"] = _naive(now)
         values["version"] = expected + 1

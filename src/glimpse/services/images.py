@@ -88,7 +88,7 @@ class ImageService:
             if len(key) > 255:
                 raise Invalid(f"Property name is longer than 255 characters: {key[:32]}...")
         self._schemas.validate_image(body)
-        now = self._clock()
+        now = self._clock().replace(microsecond=0)  # Glance shows and filters whole seconds
         owner = body.get("owner", ctx.project_id)
         policy.check_owner_change(ctx, owner)
         visibility = body.get("visibility", Visibility.SHARED.value)

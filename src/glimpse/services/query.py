@@ -141,7 +141,7 @@ def parse_list_params(
             single[key] = value
         else:
             conditions.append(_condition(key, value))
-    limit = default_limit
+    limit = min(default_limit, max_limit)
     if "limit" in single:
         limit = min(parse_int("limit", single["limit"]), max_limit)
     if "size_min" in single:

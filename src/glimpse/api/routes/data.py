@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from glimpse.api.bodies import media_type, require_no_body
+from glimpse.api.bodies import media_type
 from glimpse.api.errors import ApiError
-from glimpse.api.routing import resource
+from glimpse.api.routing import resource, takes_body
 from glimpse.api.wiring import context, services
 from glimpse.stores.base import Reader
 
@@ -29,6 +29,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
             yield chunk
 
 
+@takes_body
 async def upload(request: Request) -> Response:
     if media_type(request) != "application/octet-stream":
         raise ApiError(415, "Image data must be sent as Content-Type: application/octet-stream.")
@@ -48,7 +49,9 @@ async def _stream(reader: Reader) -> AsyncIterator[bytes]:
 
 
 async def download(request: Request) -> Response:
-    require_no_body(request)
+    if "prefer" in request.query_params:
+        raise ApiError(400, "The 'prefer' parameter needs multiple stores, which are not "
+                       "enabled on this server.")
     opened = await services(request).downloads.open(
         context(request),
         request.path_params["id"],

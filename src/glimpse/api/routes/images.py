@@ -8,14 +8,15 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from glimpse.api.bodies import base_url, json_response, media_type, read_json, require_no_body
+from glimpse.api.bodies import base_url, json_response, media_type, read_json
 from glimpse.api.errors import ApiError
-from glimpse.api.routing import resource
+from glimpse.api.routing import resource, takes_body
 from glimpse.api.wiring import context, services
 from glimpse.services import patch
 from glimpse.services.views import image_document
 
 
+@takes_body
 async def create(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
@@ -27,7 +28,6 @@ async def create(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    require_no_body(request)
     svc = services(request)
     params = request.query_params.multi_items()
     page = await svc.images.find(context(request), params)
@@ -43,11 +43,11 @@ async def index(request: Request) -> Response:
 
 
 async def show(request: Request) -> Response:
-    require_no_body(request)
     image = await services(request).images.get(context(request), request.path_params["id"])
     return json_response(image_document(image))
 
 
+@takes_body
 async def update(request: Request) -> Response:
     svc = services(request)
     kind = media_type(request)
@@ -61,7 +61,6 @@ async def update(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    require_no_body(request)
     await services(request).images.delete(context(request), request.path_params["id"])
     return Response(status_code=204)
 
@@ -83,7 +82,6 @@ async def add_tag(request: Request) -> Response:
 
 
 async def delete_tag(request: Request) -> Response:
-    require_no_body(request)
     p = request.path_params
     await services(request).images.delete_tag(context(request), p["id"], p["tag"])
     return Response(status_code=204)
