@@ -161,3 +161,27 @@ def test_crashed_upload_is_reaped_without_touching_live_uploads(
     # a restarted server finds a consistent world
     b2 = make_server(shared, **fast)
     assert show(b2.url, doomed["id"])["status"] == "queued"
+
+
+def test_image_deleted_while_its_uploader_is_dead_loses_its_partial_data(
+    tmp_path: Path, make_server: Callable[..., Server]
+) -> None:
+    shared = tmp_path / "shared"
+    fast = {"upload_heartbeat_interval": 0.3, "upload_stale_after": 2}
+    a = make_server(shared, **fast)
+    b = make_server(shared, **fast)
+    doomed = create_image(a.url)
+    images_dir = shared / "images"
+    sock = socket.create_connection(("127.0.0.1", b.port))
+    sock.sendall(
+        f"PUT /v2/images/{doomed['id']}/file HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 100000000\r\n\r\n".encode()
+    )
+    sock.sendall(os.urandom(9 * 1024 * 1024))
+    wait_for(lambda: any(n.endswith(".partial") for n in files_of(images_dir, doomed["id"])),
+             10, "B to write partial data")
+    b.kill()
+    sock.close()
+    assert httpx.delete(f"{a.url}/v2/images/{doomed['id']}").status_code == 204
+    assert httpx.get(f"{a.url}/v2/images/{doomed['id']}").status_code == 404
+    wait_for(lambda: files_of(images_dir, doomed["id"]) == [], 15, "the reaper to discard it")

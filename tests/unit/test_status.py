@@ -102,6 +102,17 @@ def test_delete_protected_is_forbidden() -> None:
         img.delete()
 
 
+def test_deleting_during_upload_keeps_the_claim_until_released() -> None:
+    img = image()
+    img.begin_upload("u1", NOW)
+    img.delete()
+    assert img.upload_id == "u1"  # so the reaper can still find its partial data
+    img.release_upload()
+    assert img.upload_id is None and img.upload_heartbeat is None
+    with pytest.raises(Conflict):
+        image(ImageStatus.ACTIVE).release_upload()
+
+
 def test_delete_hands_back_locations() -> None:
     img = image(ImageStatus.ACTIVE)
     img.locations = [Location("file", "k")]

@@ -168,14 +168,24 @@ class Image:
         self._move(ImageStatus.ACTIVE)
 
     def delete(self) -> list[Location]:
-        """Mark deleted; returns the locations whose data the caller must now remove."""
+        """Mark deleted; returns the locations whose data the caller must now remove.
+
+        An upload in flight keeps its claim: if its process is gone, the reaper still finds it
+        and discards its partial data (`release_upload`).
+        """
         if self.protected:
             raise Forbidden(f"Image {self.id} is protected and cannot be deleted.")
         self._move(ImageStatus.DELETED)
         gone, self.locations = self.locations, []
+        return gone
+
+    def release_upload(self) -> None:
+        """Forget the upload claim of a deleted image once its data has been dealt with."""
+        if self.status != ImageStatus.DELETED:
+            raise Conflict(f"Image {self.id} is {self.status}; only deleted images release "
+                           "an upload this way")
         self.upload_id = None
         self.upload_heartbeat = None
-        return gone
 
     # -- metadata rules -------------------------------------------------------------------------
 

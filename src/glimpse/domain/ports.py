@@ -49,5 +49,6 @@ class ImageRepository(Protocol):
         ...
 
     async def stale_uploads(self, before: datetime) -> list[Image]:
-        """Images in `saving` whose upload last proved alive before `before`."""
+        """Images, in `saving` or deleted meanwhile, whose upload last proved alive before
+        `before` (deleted ones included: their partial data still has to go)."""
         ...

@@ -156,7 +156,8 @@ class SqlImageRepository:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(images).where(
-                    images.c.status == ImageStatus.SAVING.value,
+                    images.c.status.in_((ImageStatus.SAVING.value, ImageStatus.DELETED.value)),
+                    images.c.upload_id.is_not(None),
                     images.c.upload_heartbeat < _naive(before),
                 )
             ).all()

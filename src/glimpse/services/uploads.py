@@ -27,8 +27,8 @@ from typing import Protocol
 from anyio import CancelScope, to_thread
 
 from glimpse.domain.context import RequestContext
-from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, TooLarge
-from glimpse.domain.images import Digest, Image, Location
+from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, StaleImage, TooLarge
+from glimpse.domain.images import Digest, Image, ImageStatus, Location
 from glimpse.domain.ports import ImageRepository
 from glimpse.services import policy
 from glimpse.services.versioning import mutate
@@ -236,14 +236,23 @@ class UploadService:
     async def reap(self) -> list[str]:
         """Give back images whose upload stopped proving it is alive; returns their ids."""
         cutoff = self._clock() - timedelta(seconds=self._settings.stale_after)
-        reaped = []
-        for stale in await self._repo.stale_uploads(cutoff):
-            upload_id = stale.upload_id
-            if upload_id is None:
-                continue
+        return [image.id for image in await self._repo.stale_uploads(cutoff)
+                if await self._release(image, cutoff)]
+
+    async def _release(self, stale: Image, cutoff: datetime) -> bool:
+        upload_id = stale.upload_id
+        if upload_id is None:
+            return False
+        if stale.status == ImageStatus.DELETED:
+            stale.release_upload()
+            try:
+                await self._repo.save(stale)
+            except (StaleImage, NotFound):
+                return False  # another reaper got there first
+        else:
             took: list[bool] = []
 
-            def reset(image: Image, upload_id: str = upload_id, took: list[bool] = took) -> None:
+            def reset(image: Image) -> None:
                 heartbeat = image.upload_heartbeat
                 if heartbeat is not None and heartbeat >= cutoff:
                     return  # it came back to life
@@ -253,15 +262,13 @@ class UploadService:
             try:
                 await mutate(self._repo, stale.id, reset)
             except (NotFound, Conflict):
-                continue
-            if took:
-                for store in self._stores.values():
-                    if store.capabilities.write:
-                        await store.discard(data_key(stale.id, upload_id))
-                log.warning("image %s: upload %s stopped without finishing; image returned to "
-                            "queued and its partial data removed", stale.id, upload_id)
-                reaped.append(stale.id)
-        return reaped
+                return False
+            if not took:
+                return False
+        await self._store.discard(data_key(stale.id, upload_id))
+        log.warning("image %s: upload %s stopped without finishing; partial data removed and "
+                    "the image returned to queued (unless deleted)", stale.id, upload_id)
+        return True
 
     async def run_reaper(self) -> None:
         """Reap forever, every half stale period; meant to run as a background task."""
