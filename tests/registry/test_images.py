@@ -76,8 +76,9 @@ async def test_save_is_compare_and_swap(repo: SqlImageRepository) -> None:
     assert (await repo.get(image.id)).name == "first"
 
 
-def test_racing_saves_in_threads_one_winner(repo: SqlImageRepository) -> None:
-    """Two real sessions save the same version at once: exactly one wins."""
+def test_racing_saves_in_threads_one_winner(engine: Engine) -> None:
+    """Eight real sessions save the same version at once: exactly one wins."""
+    repo = SqlImageRepository(engine, threads=8)
     image = anyio.run(repo.add, new_image())
     results: list[str] = []
     barrier = threading.Barrier(8)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 
@@ -14,7 +13,7 @@ from glimpse.api.middleware import ASGIApp, EdgeMiddleware
 from glimpse.api.routes import data, images, schemas, versions
 from glimpse.api.wiring import Services
 from glimpse.config import Settings
-from glimpse.registry.engine import make_engine
+from glimpse.registry.engine import concurrency, make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
@@ -26,9 +25,9 @@ from glimpse.stores.filesystem import FilesystemStore
 STORE_ID = "file"
 
 
-def build_services(settings: Settings) -> tuple[Services, Any]:
+def build_services(settings: Settings) -> tuple[Services, SqlImageRepository]:
     engine = make_engine(settings.database)
-    repo = SqlImageRepository(engine)
+    repo = SqlImageRepository(engine, threads=concurrency(settings.database))
     stores: dict[str, Store] = {STORE_ID: FilesystemStore(settings.images_dir, STORE_ID)}
     schemas_ = Schemas(settings.disk_formats, settings.container_formats)
     limits = Limits(
@@ -51,11 +50,11 @@ def build_services(settings: Settings) -> tuple[Services, Any]:
         uploads=UploadService(repo, stores, upload_settings),
         downloads=DownloadService(repo, stores),
     )
-    return built, engine
+    return built, repo
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    built, engine = build_services(settings)
+    built, repo = build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -66,7 +65,7 @@ def create_app(settings: Settings) -> ASGIApp:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
-            engine.dispose()
+            repo.close()
 
     app = Starlette(
         routes=[*versions.routes, *schemas.routes, *images.routes, *data.routes],

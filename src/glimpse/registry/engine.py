@@ -11,12 +11,24 @@ from sqlalchemy import Engine, create_engine, event
 WRITE = {"glimpse_write": True}
 
 
+def concurrency(url: str) -> int:
+    """How many registry calls may run at once in one process.
+
+    SQLite serializes writers anyway; one registry thread spares the threads from queueing on
+    its file lock (and from passing the GIL around). Server databases get a thread per
+    connection of the pool.
+    """
+    return 1 if url.startswith("sqlite") else 16
+
+
 def make_engine(url: str) -> Engine:
+    # One connection per registry thread, kept open so that bursts never pay for reconnecting.
+    size = concurrency(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=False)
+        engine = create_engine(url, pool_size=size + 1, max_overflow=0, pool_timeout=60)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    return create_engine(url, pool_size=size, max_overflow=4, pool_pre_ping=True)
 
 
 def _tune_sqlite(engine: Engine) -> None:

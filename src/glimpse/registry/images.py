@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from anyio import to_thread
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
     and_,
+    bindparam,
     delete,
     exists,
     false,
     insert,
+    literal,
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +43,21 @@ _COLUMNS = (
     "owner", "created_at", "updated_at", "upload_id", "upload_heartbeat",
 )
 _HIDDEN_STATUSES = (ImageStatus.DELETED.value, ImageStatus.KILLED.value)
+_STATUSES = {s.value: s for s in ImageStatus}
+_VISIBILITIES = {v.value: v for v in Visibility}
+
+#: Properties, tags and locations of a set of images, in one round trip.
+_CHILDREN = union_all(
+    select(image_properties.c.image_id, literal("p").label("kind"),
+           image_properties.c.name.label("a"), image_properties.c.value.label("b"),
+           literal(0).label("n"))
+    .where(image_properties.c.image_id.in_(bindparam("ids", expanding=True))),
+    select(image_tags.c.image_id, literal("t"), image_tags.c.value, literal(""), literal(0))
+    .where(image_tags.c.image_id.in_(bindparam("ids", expanding=True))),
+    select(image_locations.c.image_id, literal("l"), image_locations.c.store,
+           image_locations.c.key, image_locations.c.position)
+    .where(image_locations.c.image_id.in_(bindparam("ids", expanding=True))),
+)
 
 
 def _naive(value: datetime | None) -> datetime | None:
@@ -61,14 +80,21 @@ def _row_values(image: Image) -> dict[str, Any]:
 
 
 class SqlImageRepository:
-    """`ImageRepository` over SQLAlchemy Core. Blocking calls run in worker threads."""
+    """`ImageRepository` over SQLAlchemy Core. Blocking calls run in at most `threads` worker
+    threads at a time (see `engine.concurrency`)."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, engine: Engine, threads: int = 1,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self._engine = engine
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="registry")
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await to_thread.run_sync(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._engine.dispose()
 
     # -- port ---------------------------------------------------------------------------------
 
@@ -190,51 +216,36 @@ class SqlImageRepository:
     def _load(conn: Connection, rows: Sequence[Any]) -> list[Image]:
         if not rows:
             return []
-        ids = [row.id for row in rows]
+        records = [row._asdict() for row in rows]
         props: dict[str, dict[str, str]] = defaultdict(dict)
-        for r in conn.execute(
-            select(image_properties).where(image_properties.c.image_id.in_(ids))
-        ):
-            props[r.image_id][r.name] = r.value
         tags: dict[str, set[str]] = defaultdict(set)
-        for r in conn.execute(select(image_tags).where(image_tags.c.image_id.in_(ids))):
-            tags[r.image_id].add(r.value)
-        locs: dict[str, list[Location]] = defaultdict(list)
-        for r in conn.execute(
-            select(image_locations)
-            .where(image_locations.c.image_id.in_(ids))
-            .order_by(image_locations.c.image_id, image_locations.c.position)
-        ):
-            locs[r.image_id].append(Location(r.store, r.key))
-        return [
-            Image(
-                id=row.id,
-                owner=row.owner,
-                created_at=_aware(row.created_at) or row.created_at,
-                updated_at=_aware(row.updated_at) or row.updated_at,
-                name=row.name,
-                status=ImageStatus(row.status),
-                visibility=Visibility(row.visibility),
-                protected=bool(row.protected),
-                os_hidden=bool(row.os_hidden),
-                disk_format=row.disk_format,
-                container_format=row.container_format,
-                min_disk=row.min_disk,
-                min_ram=row.min_ram,
-                size=row.size,
-                virtual_size=row.virtual_size,
-                checksum=row.checksum,
-                os_hash_algo=row.os_hash_algo,
-                os_hash_value=row.os_hash_value,
-                tags=tags[row.id],
-                properties=props[row.id],
-                locations=locs[row.id],
-                upload_id=row.upload_id,
-                upload_heartbeat=_aware(row.upload_heartbeat),
-                version=row.version,
-            )
-            for row in rows
-        ]
+        placed: dict[str, list[tuple[int, Location]]] = defaultdict(list)
+        ids = [record["id"] for record in records]
+        for image_id, kind, a, b, n in conn.execute(_CHILDREN, {"ids": ids}).all():
+            if kind == "p":
+                props[image_id][a] = b
+            elif kind == "t":
+                tags[image_id].add(a)
+            else:
+                placed[image_id].append((n, Location(a, b)))
+        images_ = []
+        for record in records:
+            image_id = record["id"]
+            del record["deleted_at"]
+            record["status"] = _STATUSES[record["status"]]
+            record["visibility"] = _VISIBILITIES[record["visibility"]]
+            record["protected"] = bool(record["protected"])
+            record["os_hidden"] = bool(record["os_hidden"])
+            for name in ("created_at", "updated_at", "upload_heartbeat"):
+                if record[name] is not None:
+                    record[name] = record[name].replace(tzinfo=UTC)
+            images_.append(Image(
+                **record,
+                tags=tags[image_id],
+                properties=props[image_id],
+                locations=[loc for _, loc in sorted(placed[image_id])],
+            ))
+        return images_
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -251,10 +262,10 @@ class SqlImageRepository:
         order = []
         for key in query.sort:
             col = images.c[key.field]
-            if key.direction == "asc":
-                order += [col.is_(None).desc(), col.asc()]
-            else:
-                order += [col.is_(None).asc(), col.desc()]
+            if col.nullable:  # NULLs sort as the smallest value on every database
+                order.append(col.is_(None).desc() if key.direction == "asc"
+                             else col.is_(None).asc())
+            order.append(col.asc() if key.direction == "asc" else col.desc())
         with self._engine.connect() as conn:
             if query.marker is not None:
                 marker = conn.execute(

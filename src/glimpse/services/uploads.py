@@ -2,8 +2,9 @@
 
 The pipeline counts bytes, enforces the size cap and the declared size, and computes the MD5
 `checksum` and the `os_hash_value` — each hash in its own worker thread, in parallel with the
-store write — over buffers of `BUFFER_SIZE` bytes. At most two buffers are alive at a time, so
-memory stays flat whatever the image size. Later stages (format inspection, signature checks)
+store write — over batches of about `BUFFER_SIZE` bytes of received chunks (never copied into
+one buffer). At most two batches are alive at a time, so memory stays flat whatever the image
+size. Later stages (format inspection, signature checks)
 join as further `Stage`s.
 
 An upload claims the image (queued → saving) under a fresh upload id, proves it is alive with a
@@ -19,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -40,9 +41,10 @@ BUFFER_SIZE = 4 * 1024 * 1024
 
 
 class Stage(Protocol):
-    """A step every buffer passes through; `update` runs in a worker thread."""
+    """A step every batch of chunks passes through, in order; `update` runs in a worker
+    thread, in parallel with the other stages and the store write."""
 
-    def update(self, data: bytes | bytearray) -> None: ...
+    def update(self, chunks: Sequence[bytes]) -> None: ...
 
 
 class Hasher:
@@ -51,8 +53,9 @@ class Hasher:
             hashlib.md5(usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
         )
 
-    def update(self, data: bytes | bytearray) -> None:
-        self._hash.update(data)
+    def update(self, chunks: Sequence[bytes]) -> None:
+        for chunk in chunks:
+            self._hash.update(chunk)
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -161,13 +164,14 @@ class UploadService:
         stages: list[Stage] = [md5, multihash]
         cap = self._settings.size_cap
         size = 0
-        buffer = bytearray()
+        batch: list[bytes] = []
+        batched = 0
         pending: asyncio.Future[None] | None = None
 
-        async def process(data: bytearray) -> None:
+        async def process(chunks: list[bytes]) -> None:
             await asyncio.gather(
-                *(to_thread.run_sync(stage.update, data) for stage in stages),
-                writer.write(data),
+                *(to_thread.run_sync(stage.update, chunks) for stage in stages),
+                writer.write(chunks),
             )
 
         try:
@@ -180,17 +184,18 @@ class UploadService:
                                   "in x-openstack-image-size.")
                 if lost.is_set():
                     raise Conflict("The upload lost its claim on the image (deleted or reset).")
-                buffer += chunk
-                if len(buffer) >= BUFFER_SIZE:
+                batch.append(chunk)  # no copy: stages and the store take the chunks as they are
+                batched += len(chunk)
+                if batched >= BUFFER_SIZE:
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(process(buffer))
-                    buffer = bytearray()
+                    pending = asyncio.ensure_future(process(batch))
+                    batch, batched = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if buffer:
-                await process(buffer)
+            if batch:
+                await process(batch)
         finally:
             if pending is not None:
                 with CancelScope(shield=True), contextlib.suppress(BaseException):

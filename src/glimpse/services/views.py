@@ -17,7 +17,10 @@ BASE_KEYS = frozenset({
 
 
 def isotime(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`YYYY-MM-DDThh:mm:ssZ`, as Glance shows every timestamp."""
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def image_document(image: Image) -> dict[str, Any]:

@@ -9,7 +9,7 @@ times, also after a failed `commit()`. Every caller follows
 
     writer = await store.open_writer(key)
     try:
-        ... await writer.write(chunk) ...
+        ... await writer.write([chunk, ...]) ...
         await writer.commit()
     except BaseException:
         await writer.abort()
@@ -22,7 +22,7 @@ an API can still answer 404 or 416; then `chunks()` streams the bytes lazily.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,8 +48,11 @@ class Capabilities:
 
 
 class Writer(Protocol):
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append `data`. Raises `StoreFull`, `WriteDenied` or `StoreUnavailable`."""
+    async def write(self, chunks: Sequence[bytes]) -> None:
+        """Append `chunks`, in order (a vectored write: callers need not join them first).
+
+        Raises `StoreFull`, `WriteDenied` or `StoreUnavailable`.
+        """
         ...
 
     async def commit(self) -> None:

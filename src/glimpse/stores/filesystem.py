@@ -7,12 +7,14 @@ folder. Blocking calls run in worker threads so the event loop never waits on th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 
 from glimpse.stores.base import Capabilities, check_key
 from glimpse.stores.errors import (
@@ -24,7 +26,8 @@ from glimpse.stores.errors import (
     WriteDenied,
 )
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 2 * 1024 * 1024
+_IOV_MAX = 1024
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -56,17 +59,24 @@ class FilesystemWriter:
         self._fd: int | None = fd
         self._done = False
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(self, chunks: Sequence[bytes]) -> None:
         if self._fd is None:
             raise StoreUnavailable("write after commit or abort")
-        await to_thread.run_sync(self._write_all, self._fd, data)
+        await to_thread.run_sync(self._write_all, self._fd, chunks)
 
-    def _write_all(self, fd: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
+    @staticmethod
+    def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
+        pending = [memoryview(c) for c in chunks if c]
         try:
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            while pending:
+                written = os.writev(fd, pending[:_IOV_MAX])
+                if written == 0:
+                    raise StoreUnavailable("write made no progress")
+                while written and written >= len(pending[0]):  # drop what is fully written
+                    written -= len(pending[0])
+                    pending.pop(0)
+                if written:
+                    pending[0] = pending[0][written:]
         except OSError as exc:
             raise _translate(exc, "write") from exc
 
@@ -101,27 +111,46 @@ class FilesystemWriter:
 
 
 class FilesystemReader:
+    """Reads ahead: the next chunk is read in a worker thread while the current one is sent."""
+
     def __init__(self, fd: int, size: int, offset: int, length: int) -> None:
         self.size = size
         self._fd: int | None = fd
         self._offset = offset
         self._remaining = length
+        self._ahead: asyncio.Future[bytes] | None = None
+        self._ahead_count = 0
+
+    def _read_next(self) -> asyncio.Future[bytes] | None:
+        if self._remaining <= 0 or self._fd is None:
+            return None
+        count = self._ahead_count = min(CHUNK_SIZE, self._remaining)
+        future = asyncio.ensure_future(
+            to_thread.run_sync(os.pread, self._fd, count, self._offset)
+        )
+        self._offset += count
+        self._remaining -= count
+        return future
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            while self._remaining > 0 and self._fd is not None:
-                data = await to_thread.run_sync(
-                    os.pread, self._fd, min(CHUNK_SIZE, self._remaining), self._offset
-                )
-                if not data:
+            self._ahead = self._read_next()
+            while self._ahead is not None:
+                expected = self._ahead_count
+                data = await self._ahead
+                if len(data) != expected:
                     raise StoreUnavailable("object shrank while being read")
-                self._offset += len(data)
-                self._remaining -= len(data)
+                self._ahead = self._read_next()
                 yield data
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if self._ahead is not None:
+            # never close the descriptor under a read still running in its thread
+            with CancelScope(shield=True), contextlib.suppress(BaseException):
+                await self._ahead
+            self._ahead = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
