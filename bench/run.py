@@ -289,15 +289,16 @@ def wait_http(service: Service, url: str, timeout: float = 60.0) -> None:
                      f"{service.log_tail()}")
 
 
-def start_glimpse(work: Path, cleanup: contextlib.ExitStack) -> tuple[Service, str]:
+def start_glimpse(work: Path, cleanup: contextlib.ExitStack,
+                  workers: int = 1) -> tuple[Service, str]:
     port = free_port()
     data_dir = work / "glimpse-data"
     env = dict(os.environ, GLIMPSE_LOG_LEVEL="warning")
     service = Service(
         "glimpse",
         [str(GLIMPSE), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), "--workers", "1"],
-        work / "glimpse.log",
+         "--data-dir", str(data_dir), "--workers", str(workers)],
+        work / f"glimpse-{port}.log",
         env=env,
     )
     cleanup.callback(service.stop)
@@ -850,7 +851,12 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
         log(f"download round {rep + 1}/{opts.reps}: nginx {res.series['nginx'][-1]:.0f} MB/s, "
             f"glimpse {got.mbps:.0f} MB/s, peak RSS {watch.peak / MB:.0f} MB")
 
-    # Metadata: creates in batches (several measurements, one total), then list.
+    # Metadata: creates in batches (several measurements, one total), then list, on a server
+    # with one worker per core (Glance's reference figures ran four uWSGI workers).
+    glimpse.stop()
+    glimpse, api = start_glimpse(work, cleanup, opts.metadata_workers)
+    res.values["metadata_workers"] = opts.metadata_workers
+    log(f"metadata server: {opts.metadata_workers} worker(s), pid {glimpse.pid}, on {api}")
     create_lua = work / "create.lua"
     create_lua.write_text(CREATE_LUA + DONE_LUA)
     list_lua = work / "list.lua"
@@ -1017,7 +1023,8 @@ def report(res: Results) -> str:
         "# Glimpse benchmark results",
         "",
         f"Run {res.started}, {res.wall:.0f} s, {res.reps} rounds of each throughput measurement "
-        f"(medians shown), {size_mib:.0f} MiB image, 1 server worker, "
+        f"(medians shown), {size_mib:.0f} MiB image, 1 server worker for transfers and "
+        f"{res.values.get('metadata_workers', 1):.0f} for creates and list, "
         f"{CLIENTS} concurrent clients. MB = 10^6 bytes.",
         "",
         "## Against the targets",
@@ -1129,6 +1136,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="rounds of each measurement [3]")
     parser.add_argument("--size-mib", type=int, default=1024, help="image size in MiB [1024]")
     parser.add_argument("--images", type=int, default=10_000, help="images to create [10000]")
+    parser.add_argument("--metadata-workers", type=int, default=os.cpu_count() or 1,
+                        help="server workers for the create and list runs [one per core]")
     parser.add_argument("--list-seconds", type=float, default=10.0,
                         help="seconds of each list run [10]")
     parser.add_argument("--tmp-base", help="folder for the temporary files (disk, not tmpfs); "

@@ -46,6 +46,14 @@ _HIDDEN_STATUSES = (ImageStatus.DELETED.value, ImageStatus.KILLED.value)
 _STATUSES = {s.value: s for s in ImageStatus}
 _VISIBILITIES = {v.value: v for v in Visibility}
 
+#: The image columns `_load` reads, in this order.
+_ROW = [images.c[name] for name in (
+    "id", "name", "status", "visibility", "protected", "os_hidden", "disk_format",
+    "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
+    "os_hash_algo", "os_hash_value", "owner", "created_at", "updated_at", "upload_id",
+    "upload_heartbeat", "version",
+)]
+
 #: Properties, tags and locations of a set of images, in one round trip.
 _CHILDREN = union_all(
     select(image_properties.c.image_id, literal("p").label("kind"),
@@ -131,7 +139,7 @@ class SqlImageRepository:
     def _get(self, image_id: str) -> Image:
         with self._engine.connect() as conn:
             row = conn.execute(
-                select(images).where(
+                select(*_ROW).where(
                     images.c.id == image_id, images.c.status.not_in(_HIDDEN_STATUSES)
                 )
             ).one_or_none()
@@ -181,7 +189,7 @@ class SqlImageRepository:
     def _stale_uploads(self, before: datetime) -> list[Image]:
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(images).where(
+                select(*_ROW).where(
                     images.c.status.in_((ImageStatus.SAVING.value, ImageStatus.DELETED.value)),
                     images.c.upload_id.is_not(None),
                     images.c.upload_heartbeat < _naive(before),
@@ -214,38 +222,54 @@ class SqlImageRepository:
 
     @staticmethod
     def _load(conn: Connection, rows: Sequence[Any]) -> list[Image]:
+        """Entities from rows of `_ROW` columns, with their children in one more query."""
         if not rows:
             return []
-        records = [row._asdict() for row in rows]
         props: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, set[str]] = defaultdict(set)
         placed: dict[str, list[tuple[int, Location]]] = defaultdict(list)
-        ids = [record["id"] for record in records]
-        for image_id, kind, a, b, n in conn.execute(_CHILDREN, {"ids": ids}).all():
+        for image_id, kind, a, b, n in conn.execute(
+            _CHILDREN, {"ids": [row[0] for row in rows]}
+        ).all():
             if kind == "p":
                 props[image_id][a] = b
             elif kind == "t":
                 tags[image_id].add(a)
             else:
                 placed[image_id].append((n, Location(a, b)))
-        images_ = []
-        for record in records:
-            image_id = record["id"]
-            del record["deleted_at"]
-            record["status"] = _STATUSES[record["status"]]
-            record["visibility"] = _VISIBILITIES[record["visibility"]]
-            record["protected"] = bool(record["protected"])
-            record["os_hidden"] = bool(record["os_hidden"])
-            for name in ("created_at", "updated_at", "upload_heartbeat"):
-                if record[name] is not None:
-                    record[name] = record[name].replace(tzinfo=UTC)
-            images_.append(Image(
-                **record,
+        loaded = []
+        for (image_id, name, status, visibility, protected, os_hidden, disk_format,
+             container_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo,
+             os_hash_value, owner, created_at, updated_at, upload_id, upload_heartbeat,
+             version) in rows:
+            loaded.append(Image(
+                id=image_id,
+                owner=owner,
+                created_at=created_at.replace(tzinfo=UTC),
+                updated_at=updated_at.replace(tzinfo=UTC),
+                name=name,
+                status=_STATUSES[status],
+                visibility=_VISIBILITIES[visibility],
+                protected=bool(protected),
+                os_hidden=bool(os_hidden),
+                disk_format=disk_format,
+                container_format=container_format,
+                min_disk=min_disk,
+                min_ram=min_ram,
+                size=size,
+                virtual_size=virtual_size,
+                checksum=checksum,
+                os_hash_algo=os_hash_algo,
+                os_hash_value=os_hash_value,
                 tags=tags[image_id],
                 properties=props[image_id],
-                locations=[loc for _, loc in sorted(placed[image_id])],
+                locations=[loc for _, loc in sorted(placed[image_id])] if image_id in placed
+                else [],
+                upload_id=upload_id,
+                upload_heartbeat=_aware(upload_heartbeat),
+                version=version,
             ))
-        return images_
+        return loaded
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -269,13 +293,13 @@ class SqlImageRepository:
         with self._engine.connect() as conn:
             if query.marker is not None:
                 marker = conn.execute(
-                    select(images).where(images.c.id == query.marker, *where)
+                    select(*_ROW).where(images.c.id == query.marker, *where)
                 ).one_or_none()
                 if marker is None:
                     raise Invalid(f"Invalid marker. Image {query.marker} could not be found.")
                 where.append(_after_marker(query.sort, marker))
             rows = conn.execute(
-                select(images).where(*where).order_by(*order).limit(query.limit)
+                select(*_ROW).where(*where).order_by(*order).limit(query.limit)
             ).all()
             return self._load(conn, rows)
 
