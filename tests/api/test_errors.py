@@ -165,21 +165,25 @@ def test_malformed_json_on_patch_is_400(api: httpx.Client) -> None:
     assert_error(resp, 400)
 
 
+#: Every call addressed to one image: (method, path suffix, request arguments).
+PER_IMAGE_CALLS = [
+    ("GET", "", {}),
+    ("DELETE", "", {}),
+    ("PATCH", "", {"content": b'[{"op": "replace", "path": "/name", "value": "x"}]',
+                   "headers": {"Content-Type": PATCH_21}}),
+    ("GET", "/file", {}),
+    ("PUT", "/file", {"content": b"abc", "headers": OCTET}),
+    ("PUT", "/tags/t1", {}),
+    ("DELETE", "/tags/t1", {}),
+    ("POST", "/actions/deactivate", {}),
+    ("POST", "/actions/reactivate", {}),
+]
+
+
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "12345", MISSING_ID[:-1], "x" * 300])
 @pytest.mark.parametrize(
     ("method", "suffix", "kwargs"),
-    [
-        ("GET", "", {}),
-        ("DELETE", "", {}),
-        ("PATCH", "", {"content": b'[{"op": "replace", "path": "/name", "value": "x"}]',
-                       "headers": {"Content-Type": PATCH_21}}),
-        ("GET", "/file", {}),
-        ("PUT", "/file", {"content": b"abc", "headers": OCTET}),
-        ("PUT", "/tags/t1", {}),
-        ("DELETE", "/tags/t1", {}),
-        ("POST", "/actions/deactivate", {}),
-        ("POST", "/actions/reactivate", {}),
-    ],
+    PER_IMAGE_CALLS,
 )
 def test_non_uuid_image_id_is_404(api: httpx.Client, bad_id: str, method: str, suffix: str,
                                   kwargs: dict[str, object]) -> None:
@@ -189,18 +193,7 @@ def test_non_uuid_image_id_is_404(api: httpx.Client, bad_id: str, method: str, s
 
 @pytest.mark.parametrize(
     ("method", "suffix", "kwargs"),
-    [
-        ("GET", "", {}),
-        ("DELETE", "", {}),
-        ("PATCH", "", {"content": b'[{"op": "replace", "path": "/name", "value": "x"}]',
-                       "headers": {"Content-Type": PATCH_21}}),
-        ("GET", "/file", {}),
-        ("PUT", "/file", {"content": b"abc", "headers": OCTET}),
-        ("PUT", "/tags/t1", {}),
-        ("DELETE", "/tags/t1", {}),
-        ("POST", "/actions/deactivate", {}),
-        ("POST", "/actions/reactivate", {}),
-    ],
+    PER_IMAGE_CALLS,
 )
 def test_missing_image_is_404(api: httpx.Client, method: str, suffix: str,
                               kwargs: dict[str, object]) -> None:

@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import httpx
 import pytest
 from glanceclient import exc
 
+from tests.e2e.messages import server_message
 from tests.servers import Server
 
 MIB = 1024 * 1024
@@ -47,24 +47,6 @@ def _client(server: Server, **kwargs: Any) -> Any:
 @pytest.fixture
 def gc(server: Server) -> Any:
     return _client(server)
-
-
-@pytest.fixture
-def raw(server: Server) -> Iterator[httpx.Client]:
-    """Plain HTTP, asking for JSON errors: used to learn the server's own error message."""
-    with httpx.Client(base_url=server.url, timeout=60,
-                      headers={"Accept": "application/json"}) as client:
-        yield client
-
-
-def _server_message(raw: httpx.Client, method: str, path: str, expect: int,
-                    **kwargs: Any) -> str:
-    resp = raw.request(method, path, **kwargs)
-    assert resp.status_code == expect, (resp.status_code, resp.text)
-    message = resp.json()["message"]
-    assert isinstance(message, str)
-    assert message
-    return message
 
 
 def _create(gc: Any, **fields: Any) -> Any:
@@ -332,7 +314,7 @@ def test_download_of_image_without_data_returns_none(gc: Any) -> None:
 # --- deactivate / reactivate ----------------------------------------------------------------
 
 
-def test_deactivate_and_reactivate(gc: Any, server: Server, raw: httpx.Client) -> None:
+def test_deactivate_and_reactivate(gc: Any, server: Server, api: httpx.Client) -> None:
     data = _payload(MIB + 1)
     image = _create_active(gc, data)
 
@@ -345,7 +327,7 @@ def test_deactivate_and_reactivate(gc: Any, server: Server, raw: httpx.Client) -
     # a non-admin may not: 403, with the server's explanation in the exception. (No-auth
     # mode narrows the roles from `X-Roles`; glanceclient sends identity_headers verbatim.)
     roles = {"X-Roles": "member,reader"}
-    expected = _server_message(raw, "GET", f"/v2/images/{image.id}/file", 403, headers=roles)
+    expected = server_message(api, "GET", f"/v2/images/{image.id}/file", 403, headers=roles)
     member = _client(server, identity_headers=dict(roles))
     with pytest.raises(exc.HTTPForbidden) as info:
         b"".join(member.images.data(image.id))
@@ -356,9 +338,9 @@ def test_deactivate_and_reactivate(gc: Any, server: Server, raw: httpx.Client) -
     assert b"".join(member.images.data(image.id)) == data
 
 
-def test_deactivate_queued_image_is_forbidden(gc: Any, raw: httpx.Client) -> None:
+def test_deactivate_queued_image_is_forbidden(gc: Any, api: httpx.Client) -> None:
     image = _create(gc)
-    expected = _server_message(raw, "POST", f"/v2/images/{image.id}/actions/deactivate", 403)
+    expected = server_message(api, "POST", f"/v2/images/{image.id}/actions/deactivate", 403)
     with pytest.raises(exc.HTTPForbidden) as info:
         gc.images.deactivate(image.id)
     assert expected in str(info.value)
@@ -382,9 +364,9 @@ def test_delete(gc: Any) -> None:
 # --- errors: the exception carries the server's message -------------------------------------
 
 
-def test_get_missing_image_raises_not_found(gc: Any, raw: httpx.Client) -> None:
+def test_get_missing_image_raises_not_found(gc: Any, api: httpx.Client) -> None:
     missing = str(uuid.uuid4())
-    expected = _server_message(raw, "GET", f"/v2/images/{missing}", 404)
+    expected = server_message(api, "GET", f"/v2/images/{missing}", 404)
     with pytest.raises(exc.HTTPNotFound) as info:
         gc.images.get(missing)
     assert info.value.code == 404
@@ -392,9 +374,9 @@ def test_get_missing_image_raises_not_found(gc: Any, raw: httpx.Client) -> None:
     assert expected in info.value.details
 
 
-def test_delete_protected_image_raises_forbidden(gc: Any, raw: httpx.Client) -> None:
+def test_delete_protected_image_raises_forbidden(gc: Any, api: httpx.Client) -> None:
     image = _create(gc, protected=True)
-    expected = _server_message(raw, "DELETE", f"/v2/images/{image.id}", 403)
+    expected = server_message(api, "DELETE", f"/v2/images/{image.id}", 403)
     with pytest.raises(exc.HTTPForbidden) as info:
         gc.images.delete(image.id)
     assert expected in str(info.value)
@@ -403,11 +385,11 @@ def test_delete_protected_image_raises_forbidden(gc: Any, raw: httpx.Client) -> 
     gc.images.delete(image.id)
 
 
-def test_upload_to_active_image_raises_conflict(gc: Any, raw: httpx.Client) -> None:
+def test_upload_to_active_image_raises_conflict(gc: Any, api: httpx.Client) -> None:
     data = _payload(4096)
     image = _create_active(gc, data)
-    expected = _server_message(
-        raw, "PUT", f"/v2/images/{image.id}/file", 409, content=b"again",
+    expected = server_message(
+        api, "PUT", f"/v2/images/{image.id}/file", 409, content=b"again",
         headers={"Content-Type": "application/octet-stream"})
     with pytest.raises(exc.HTTPConflict) as info:
         gc.images.upload(image.id, io.BytesIO(b"second upload"))
@@ -417,24 +399,24 @@ def test_upload_to_active_image_raises_conflict(gc: Any, raw: httpx.Client) -> N
     assert shown.checksum == hashlib.md5(data).hexdigest()
 
 
-def test_create_with_duplicate_id_raises_conflict(gc: Any, raw: httpx.Client) -> None:
+def test_create_with_duplicate_id_raises_conflict(gc: Any, api: httpx.Client) -> None:
     image = _create(gc)
-    expected = _server_message(raw, "POST", "/v2/images", 409, json={"id": image.id})
+    expected = server_message(api, "POST", "/v2/images", 409, json={"id": image.id})
     with pytest.raises(exc.HTTPConflict) as info:
         _create(gc, id=image.id)
     assert expected in str(info.value)
 
 
-def test_reserved_property_raises_forbidden(gc: Any, raw: httpx.Client) -> None:
-    expected = _server_message(raw, "POST", "/v2/images", 403, json={"os_glance_x": "1"})
+def test_reserved_property_raises_forbidden(gc: Any, api: httpx.Client) -> None:
+    expected = server_message(api, "POST", "/v2/images", 403, json={"os_glance_x": "1"})
     with pytest.raises(exc.HTTPForbidden) as info:
         _create(gc, os_glance_x="1")
     assert expected in str(info.value)
 
 
-def test_delete_missing_tag_raises_not_found(gc: Any, raw: httpx.Client) -> None:
+def test_delete_missing_tag_raises_not_found(gc: Any, api: httpx.Client) -> None:
     image = _create(gc, tags=["present"])
-    expected = _server_message(raw, "DELETE", f"/v2/images/{image.id}/tags/absent", 404)
+    expected = server_message(api, "DELETE", f"/v2/images/{image.id}/tags/absent", 404)
     with pytest.raises(exc.HTTPNotFound) as info:
         gc.image_tags.delete(image.id, "absent")
     assert expected in str(info.value)

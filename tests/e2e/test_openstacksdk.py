@@ -26,6 +26,7 @@ import httpx
 import pytest
 from openstack import connection, exceptions
 
+from tests.e2e.messages import server_message
 from tests.servers import Server
 
 MIB = 1024 * 1024
@@ -54,24 +55,6 @@ def conn(server: Server) -> Iterator[connection.Connection]:
     c = _connect(server)
     yield c
     c.close()
-
-
-@pytest.fixture
-def raw(server: Server) -> Iterator[httpx.Client]:
-    """Plain HTTP, asking for JSON errors: used to learn the server's own error message."""
-    with httpx.Client(base_url=server.url, timeout=60,
-                      headers={"Accept": "application/json"}) as client:
-        yield client
-
-
-def _server_message(raw: httpx.Client, method: str, path: str, expect: int,
-                    **kwargs: Any) -> str:
-    resp = raw.request(method, path, **kwargs)
-    assert resp.status_code == expect, (resp.status_code, resp.text)
-    message = resp.json()["message"]
-    assert isinstance(message, str)
-    assert message
-    return message
 
 
 def _create(conn: connection.Connection, data: bytes | None = None, **attrs: Any) -> Any:
@@ -309,12 +292,12 @@ def test_delete_image(conn: connection.Connection) -> None:
 
 
 def test_get_missing_image_error_carries_server_message(
-        conn: connection.Connection, raw: httpx.Client) -> None:
+        conn: connection.Connection, api: httpx.Client) -> None:
     """GET /v2/images/{id} goes out with `Accept: */*`. Glance (WebOb) answers that with an HTML
     error page, from which the SDK strips the tags to get the message; a text/plain body leaves
     the SDK with only the reason phrase."""
     missing = str(uuid.uuid4())
-    expected = _server_message(raw, "GET", f"/v2/images/{missing}", 404)
+    expected = server_message(api, "GET", f"/v2/images/{missing}", 404)
     with pytest.raises(exceptions.ResourceNotFound) as info:
         conn.image.get_image(missing)
     assert info.value.status_code == 404
@@ -322,10 +305,10 @@ def test_get_missing_image_error_carries_server_message(
 
 
 def test_delete_protected_image_error_carries_server_message(
-        conn: connection.Connection, raw: httpx.Client) -> None:
+        conn: connection.Connection, api: httpx.Client) -> None:
     image = _create(conn, is_protected=True)
     assert image.is_protected is True
-    expected = _server_message(raw, "DELETE", f"/v2/images/{image.id}", 403)
+    expected = server_message(api, "DELETE", f"/v2/images/{image.id}", 403)
     with pytest.raises(exceptions.ForbiddenException) as info:
         conn.image.delete_image(image, ignore_missing=False)
     assert conn.image.get_image(image.id).status == "queued"  # still there
@@ -334,9 +317,9 @@ def test_delete_protected_image_error_carries_server_message(
 
 
 def test_list_error_carries_server_message(
-        conn: connection.Connection, raw: httpx.Client) -> None:
+        conn: connection.Connection, api: httpx.Client) -> None:
     """Listings ask for JSON; the flat {"message","code","title"} body is understood."""
-    expected = _server_message(raw, "GET", "/v2/images?sort_key=bogus", 400)
+    expected = server_message(api, "GET", "/v2/images?sort_key=bogus", 400)
     with pytest.raises(exceptions.BadRequestException) as info:
         list(conn.image.images(sort_key="bogus"))
     assert expected in str(info.value)

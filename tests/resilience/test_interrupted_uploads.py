@@ -25,6 +25,20 @@ from tests.resilience.helpers import (
 from tests.servers import Server
 
 
+def crash_mid_upload(victim: Server, image_id: str, images_dir: Path) -> None:
+    """Start an upload on `victim`, wait until it has written partial data, then SIGKILL it."""
+    sock = socket.create_connection(("127.0.0.1", victim.port))
+    sock.sendall(
+        f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 100000000\r\n\r\n".encode()
+    )
+    sock.sendall(os.urandom(9 * 1024 * 1024))
+    wait_for(lambda: any(n.endswith(".partial") for n in files_of(images_dir, image_id)),
+             10, "the upload to write partial data")
+    victim.kill()
+    sock.close()
+
+
 def test_client_disconnect_returns_image_to_queued(server: Server) -> None:
     image = create_image(server.url)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
@@ -135,16 +149,7 @@ def test_crashed_upload_is_reaped_without_touching_live_uploads(
     uploader.start()
     wait_for(lambda: show(a.url, live["id"])["status"] == "saving", 10, "live upload to start")
 
-    sock = socket.create_connection(("127.0.0.1", b.port))
-    sock.sendall(
-        f"PUT /v2/images/{doomed['id']}/file HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/octet-stream\r\nContent-Length: 100000000\r\n\r\n".encode()
-    )
-    sock.sendall(os.urandom(9 * 1024 * 1024))
-    wait_for(lambda: any(n.endswith(".partial") for n in files_of(images_dir, doomed["id"])),
-             10, "B to write partial data")
-    b.kill()
-    sock.close()
+    crash_mid_upload(b, doomed["id"], images_dir)
     assert show(a.url, doomed["id"])["status"] == "saving"  # nobody has cleaned up yet
 
     wait_for(lambda: show(a.url, doomed["id"])["status"] == "queued", 15, "the reaper")
@@ -172,16 +177,7 @@ def test_image_deleted_while_its_uploader_is_dead_loses_its_partial_data(
     b = make_server(shared, **fast)
     doomed = create_image(a.url)
     images_dir = shared / "images"
-    sock = socket.create_connection(("127.0.0.1", b.port))
-    sock.sendall(
-        f"PUT /v2/images/{doomed['id']}/file HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/octet-stream\r\nContent-Length: 100000000\r\n\r\n".encode()
-    )
-    sock.sendall(os.urandom(9 * 1024 * 1024))
-    wait_for(lambda: any(n.endswith(".partial") for n in files_of(images_dir, doomed["id"])),
-             10, "B to write partial data")
-    b.kill()
-    sock.close()
+    crash_mid_upload(b, doomed["id"], images_dir)
     assert httpx.delete(f"{a.url}/v2/images/{doomed['id']}").status_code == 204
     assert httpx.get(f"{a.url}/v2/images/{doomed['id']}").status_code == 404
     wait_for(lambda: files_of(images_dir, doomed["id"]) == [], 15, "the reaper to discard it")
