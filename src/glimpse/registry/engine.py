@@ -2,13 +2,65 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 #: Execution option that asks SQLite for a write lock when the transaction begins, so two writers
 #: queue on busy_timeout instead of failing on a read-to-write lock upgrade.
 WRITE = {"glimpse_write": True}
+
+
+class WriteLock:
+    """Queues the writers of one SQLite file, across threads and processes, in the kernel.
+
+    Without it, writers that find the file locked sleep in SQLite's busy handler with growing
+    back-off (up to 100 ms a nap), which puts seconds into the tail latency of creates when
+    several server processes share a database. `flock` wakes the next writer at once.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+        self._threads = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+def write_lock(engine: Engine) -> contextlib.AbstractContextManager[None]:
+    """The lock write transactions take first: a `WriteLock` for a SQLite file, else none."""
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        return WriteLock(database + ".writelock")
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine, lock: contextlib.AbstractContextManager[None]
+                      ) -> Iterator[Connection]:
+    """A connection in a transaction that holds the database's write lock from its start."""
+    with lock, engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        yield conn
 
 
 def concurrency(url: str) -> int:

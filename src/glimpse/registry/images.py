@@ -32,7 +32,7 @@ from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.query import Condition, ListQuery, Scope, SortKey
-from glimpse.registry.engine import WRITE
+from glimpse.registry.engine import write_lock, write_transaction
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
 
 T = TypeVar("T")
@@ -94,6 +94,7 @@ class SqlImageRepository:
     def __init__(self, engine: Engine, threads: int = 1,
                  clock: Callable[[], datetime] | None = None) -> None:
         self._engine = engine
+        self._write_lock = write_lock(engine)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="registry")
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -129,7 +130,7 @@ class SqlImageRepository:
     def _add(self, image: Image) -> Image:
         image.version = 1
         try:
-            with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            with write_transaction(self._engine, self._write_lock) as conn:
                 conn.execute(insert(images).values(id=image.id, version=1, **_row_values(image)))
                 self._write_children(conn, image)
         except IntegrityError as exc:
@@ -155,7 +156,7 @@ class SqlImageRepository:
         values["version"] = expected + 1
         if image.status == ImageStatus.DELETED:
             values["deleted_at"] = _naive(now)
-        with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with write_transaction(self._engine, self._write_lock) as conn:
             result = conn.execute(
                 update(images)
                 .where(images.c.id == image.id, images.c.version == expected)
@@ -174,7 +175,7 @@ class SqlImageRepository:
         return image
 
     def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
-        with self._engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with write_transaction(self._engine, self._write_lock) as conn:
             result = conn.execute(
                 update(images)
                 .where(
