@@ -81,6 +81,8 @@ class Server:
 
 
 def start_server(data_dir: Path, **settings: object) -> Server:
+    """A server with one worker (so `pid` is the process that serves) unless told otherwise."""
+    settings.setdefault("workers", 1)
     env = {f"GLIMPSE_{k.upper()}": str(v) for k, v in settings.items()}
     data_dir.mkdir(parents=True, exist_ok=True)
     return Server(data_dir=data_dir, port=free_port(), env=env).start()

@@ -29,7 +29,7 @@ def _upgrade(settings: config.Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from glimpse import workers
 
     settings = _settings(args)
     _upgrade(settings)
@@ -42,19 +42,13 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["GLIMPSE_CONFIG"] = str(args.config)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        "glimpse.api.factory:app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    try:
+        return workers.serve(settings.host, settings.port, settings.processes,
+                             settings.log_level)
+    except OSError as exc:
+        print(f"glimpse: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
@@ -79,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (serve_p,):
         p.add_argument("--host", help="address to listen on")
         p.add_argument("--port", type=int, help="port to listen on")
-        p.add_argument("--workers", type=int, help="server processes")
+        p.add_argument("--workers", type=int, help="server processes (0: one per CPU core)")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply schema migrations")

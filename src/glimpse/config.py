@@ -33,7 +33,9 @@ class Settings:
         default="",
         metadata={"help": "SQLAlchemy URL of the registry (default: SQLite in data_dir)"},
     )
-    workers: int = field(default=1, metadata={"help": "server processes"})
+    workers: int = field(
+        default=0, metadata={"help": "server processes; 0 means one per CPU core, as Glance"}
+    )
     public_endpoint: str = field(
         default="", metadata={"help": "base URL advertised in the versions document"}
     )
@@ -72,6 +74,10 @@ class Settings:
         return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'glimpse.db'}"
 
     @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
     def images_dir(self) -> Path:
         return Path(self.data_dir).resolve() / "images"
 
@@ -80,9 +86,11 @@ class Settings:
 
         if self.hashing_algorithm not in hashlib.algorithms_available:
             raise ConfigError(f"hashing_algorithm: unknown algorithm {self.hashing_algorithm!r}")
-        for name in ("port", "workers", "image_size_cap", "limit_param_default", "api_limit_max"):
+        for name in ("port", "image_size_cap", "limit_param_default", "api_limit_max"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.workers < 0:
+            raise ConfigError("workers: must be 0 (one per CPU core) or more")
         if self.upload_stale_after <= self.upload_heartbeat_interval:
             raise ConfigError("upload_stale_after: must exceed upload_heartbeat_interval")
         return self

@@ -11,7 +11,8 @@ from glimpse import config
 
 def test_defaults_need_nothing() -> None:
     settings = config.load(environ={})
-    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 9292, 1)
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 9292, 0)
+    assert settings.processes >= 1  # one per CPU core
     assert settings.database.startswith("sqlite:///") and settings.database.endswith("glimpse.db")
     assert "qcow2" in settings.disk_formats and "bare" in settings.container_formats
 
@@ -42,7 +43,7 @@ def test_comma_separated_lists_from_env() -> None:
     ("environ", "message"),
     [
         ({"GLIMPSE_PORT": "eighty"}, "port"),
-        ({"GLIMPSE_WORKERS": "0"}, "workers"),
+        ({"GLIMPSE_WORKERS": "-1"}, "workers"),
         ({"GLIMPSE_HASHING_ALGORITHM": "crc0"}, "hashing_algorithm"),
         ({"GLIMPSE_UPLOAD_STALE_AFTER": "1", "GLIMPSE_UPLOAD_HEARTBEAT_INTERVAL": "5"},
          "upload_stale_after"),

@@ -1,0 +1,109 @@
+"""Running the API server in one or more processes.
+
+With several workers, each process listens on its own socket bound with SO_REUSEPORT, so the
+kernel spreads new connections evenly across them. (With one shared listening socket, as
+uvicorn's own supervisor does it, the first worker to wake up tends to accept a whole burst of
+connections while the others idle.) The parent only supervises: it restarts a worker that dies,
+and on SIGTERM or SIGINT stops them all gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+APP = "glimpse.api.factory:app"
+#: Exit status of a worker that could not start (the supervisor then gives up).
+STARTUP_FAILURE = 3
+
+
+def _config(host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        APP, factory=True, host=host, port=port, loop="uvloop", http="httptools",
+        log_level=log_level, access_log=False, timeout_graceful_shutdown=10,
+    )
+
+
+def _listen(host: str, port: int, share: bool = True) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    server = uvicorn.Server(_config(host, port, log_level))
+    try:
+        server.run(sockets=[_listen(host, port)])
+    except Exception:
+        log.exception("worker failed")
+        sys.exit(STARTUP_FAILURE if not server.started else 1)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve(host: str, port: int, workers: int, log_level: str) -> int:
+    """Serve until told to stop; returns the exit status."""
+    if workers == 1:
+        uvicorn.Server(_config(host, port, log_level)).run()
+        return 0
+    # Fail here, loudly, if the address is taken (also by another server sharing its port).
+    _listen(host, port, share=False).close()
+    context = multiprocessing.get_context("spawn")
+    running: dict[int, BaseProcess] = {}
+    stopping = False
+
+    def start() -> None:
+        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process.start()
+        assert process.pid is not None
+        running[process.sentinel] = process
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in running.values():
+            if process.pid is not None and process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        start()
+    log.info("supervising %d workers on %s:%d", workers, host, port)
+    status = 0
+    while running:
+        for sentinel in wait(list(running), timeout=1.0):
+            assert isinstance(sentinel, int)
+            process = running.pop(sentinel)
+            process.join()
+            if stopping:
+                continue
+            if process.exitcode == STARTUP_FAILURE:
+                log.error("worker %s could not start; stopping", process.pid)
+                status = 1
+                stop(signal.SIGTERM, None)
+                continue
+            log.warning("worker %s died (exit code %s); starting another",
+                        process.pid, process.exitcode)
+            time.sleep(0.5)  # no tight loop if workers keep dying
+            start()
+    return status
