@@ -1,7 +1,7 @@
 """End to end: python-glanceclient's Python API against a real `glimpse serve`.
 
 The client is the real one (`glanceclient.Client('2', endpoint=..., token=...)`), talking HTTP to
-the session server; nothing is mocked. Facts: /work/shared/reference/glance-v2-facts.md sections
+the session server; nothing is mocked. Facts: shared/reference/glance-v2-facts.md sections
 1 and 4 (GC = openstack/python-glanceclient).
 
 glanceclient sends `Accept: */*` on every request (the `requests` default; it never asks for
