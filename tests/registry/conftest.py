@@ -1,4 +1,9 @@
-"""A migrated registry database per test (SQLite, real files)."""
+"""A migrated registry database per test, on every SQL backend Glimpse supports.
+
+SQLite runs in a file per test. PostgreSQL and MariaDB are the real servers on this machine
+(127.0.0.1:5432 with trust auth, 127.0.0.1:3306 as root), each with a database made for the test
+session; every test starts from empty tables.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
 
 from glimpse.registry.engine import make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.migrate import upgrade
+
+TEST_DATABASE = "glimpse_registry_test"
+SERVERS = {
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:3306",
+}
+TABLES = ("image_locations", "image_tags", "image_properties", "images", "alembic_version")
 
 
 @pytest.fixture
@@ -18,9 +30,30 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+@pytest.fixture(scope="session")
+def server_databases() -> dict[str, str]:
+    """A fresh database on each SQL server, for the whole session."""
+    urls = {}
+    for name, root in SERVERS.items():
+        admin_db = "/postgres" if name == "postgresql" else "/"
+        admin = create_engine(root + admin_db, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE}"))
+            conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
+        admin.dispose()
+        urls[name] = f"{root}/{TEST_DATABASE}"
+    return urls
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    else:
+        eng = make_engine(request.getfixturevalue("server_databases")[request.param])
+        with eng.begin() as conn:
+            for table in TABLES:
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     upgrade(eng)
     yield eng
     eng.dispose()
