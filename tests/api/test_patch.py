@@ -414,3 +414,15 @@ def test_patch_missing_image_is_404(api: httpx.Client) -> None:
                  [op(PATCH_21, "replace", "/name", "x")])
     assert_error(resp, 404)
 
+
+
+def test_null_for_a_nullable_extra_property_removes_it(api: httpx.Client) -> None:
+    """kernel_id/ramdisk_id may be null by the schema; extra properties hold strings, so null
+    means the property is gone rather than stored as a string or silently kept."""
+    kernel = "0a0a0a0a-0000-4000-8000-000000000000"
+    image = create(api, kernel_id=kernel)
+    assert show(api, image["id"])["kernel_id"] == kernel
+    resp = patch(api, image["id"], [{"op": "replace", "path": "/kernel_id", "value": None}])
+    assert resp.status_code == 200, resp.text
+    assert "kernel_id" not in resp.json()
+    assert "kernel_id" not in show(api, image["id"])

@@ -137,6 +137,8 @@ class ImageService:
         image.min_ram = document["min_ram"]
         image.owner = document["owner"]
         image.tags = set(document["tags"])
+        # Extra properties are strings; null (which the schema allows for kernel_id and
+        # ramdisk_id) removes one.
         image.properties = {
             k: v for k, v in document.items() if k not in BASE_KEYS and v is not None
         }
