@@ -1,4 +1,8 @@
-"""Shared fixtures: a real server process for the whole session, and a factory for more."""
+"""Shared fixtures: a real server process for the whole session, and a factory for more.
+
+Every server runs on the registry `GLIMPSE_TEST_DATABASE` names (sqlite, postgresql, mariadb;
+see tests/servers.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import Server, start_server
+from tests.servers import Server, drop_databases, start_server
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL/MariaDB databases the servers of this run had (all stopped now)."""
+    drop_databases()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,11 @@
-"""Real `glimpse serve` processes for tests: started on a free loopback port, stopped afterwards."""
+"""Real `glimpse serve` processes for tests: started on a free loopback port, stopped afterwards.
+
+`GLIMPSE_TEST_DATABASE` chooses the registry of every server started here: `sqlite` (default, a
+file in the data dir), `postgresql` or `mariadb` (the real servers on this machine: each data dir
+gets a fresh database of its own, named `GLIMPSE_TEST_DATABASE_PREFIX` + a random suffix, so runs
+side by side never share one; servers started on the same data dir share its database, as they
+share its SQLite file). `drop_databases()` removes the databases this process made.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,64 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine, create_engine, text
+
+DATABASE = os.environ.get("GLIMPSE_TEST_DATABASE", "sqlite")
+DATABASE_PREFIX = os.environ.get("GLIMPSE_TEST_DATABASE_PREFIX", "glimpse_api")
+#: SQLAlchemy URL of each SQL server, the database to administer it from, and URL options.
+SQL_SERVERS = {
+    "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432", "postgres", ""),
+    "mariadb": ("mysql+pymysql://root@127.0.0.1:3306", "", "?charset=utf8mb4"),
+}
+#: Where a data dir records the database made for it (next to the store's folder).
+DATABASE_MARKER = "test-database-url"
+_created: list[str] = []
+
+
+def _admin(kind: str) -> Engine:
+    root, admin_db, _ = SQL_SERVERS[kind]
+    return create_engine(f"{root}/{admin_db}", isolation_level="AUTOCOMMIT")
+
+
+def database_for(data_dir: Path) -> str | None:
+    """The registry URL for a server on `data_dir`: None on SQLite (its default file), else the
+    database recorded in `data_dir`, made fresh on first use."""
+    if DATABASE == "sqlite":
+        return None
+    if DATABASE not in SQL_SERVERS:
+        raise RuntimeError(f"GLIMPSE_TEST_DATABASE={DATABASE!r}: use sqlite, postgresql or "
+                           "mariadb")
+    marker = data_dir / DATABASE_MARKER
+    if marker.exists():
+        return marker.read_text()
+    name = f"{DATABASE_PREFIX}_{uuid.uuid4().hex[:12]}"
+    engine = _admin(DATABASE)
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    _created.append(name)
+    root, _, options = SQL_SERVERS[DATABASE]
+    url = f"{root}/{name}{options}"
+    marker.write_text(url)
+    return url
+
+
+def drop_databases() -> None:
+    """Drop every database `database_for` made in this process (its servers are stopped)."""
+    if not _created:
+        return
+    engine = _admin(DATABASE)
+    with engine.connect() as conn:
+        for name in _created:
+            force = " WITH (FORCE)" if DATABASE == "postgresql" else ""
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+    engine.dispose()
+    _created.clear()
 
 
 def free_port() -> int:
@@ -81,8 +142,13 @@ class Server:
 
 
 def start_server(data_dir: Path, **settings: object) -> Server:
-    """A server with one worker (so `pid` is the process that serves) unless told otherwise."""
+    """A server with one worker (so `pid` is the process that serves) unless told otherwise,
+    on the registry `GLIMPSE_TEST_DATABASE` names unless `database_url` is given."""
     settings.setdefault("workers", 1)
-    env = {f"GLIMPSE_{k.upper()}": str(v) for k, v in settings.items()}
     data_dir.mkdir(parents=True, exist_ok=True)
+    if "database_url" not in settings:
+        url = database_for(data_dir)
+        if url is not None:
+            settings["database_url"] = url
+    env = {f"GLIMPSE_{k.upper()}": str(v) for k, v in settings.items()}
     return Server(data_dir=data_dir, port=free_port(), env=env).start()

@@ -7,12 +7,16 @@ filesystem store under `./data`. A bad value fails at start-up with a message na
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
@@ -54,8 +58,28 @@ class Settings:
     )
     image_property_quota: int = field(default=128, metadata={"help": "extra properties per image"})
     image_tag_quota: int = field(default=128, metadata={"help": "tags per image"})
+    image_member_quota: int = field(
+        default=128, metadata={"help": "members per image (-1: no limit)"}
+    )
+    policy_file: str = field(
+        default="",
+        metadata={"help": "YAML file overriding Glance's default policy rules, by rule name"},
+    )
     max_request_body_size: int = field(
         default=114688, metadata={"help": "largest JSON request body, in bytes"}
+    )
+    max_request_line: int = field(
+        default=8192, metadata={"help": "longest request line (method and target), in bytes "
+                                        "(414 above)"}
+    )
+    max_header_line: int = field(
+        default=16384, metadata={"help": "longest request header line, in bytes (431 above)"}
+    )
+    max_header_size: int = field(
+        default=65536, metadata={"help": "request header lines together, in bytes (431 above)"}
+    )
+    max_header_count: int = field(
+        default=100, metadata={"help": "most request header lines (431 above)"}
     )
     upload_heartbeat_interval: float = field(
         default=10.0, metadata={"help": "seconds between an upload's liveness marks"}
@@ -64,10 +88,70 @@ class Settings:
         default=60.0,
         metadata={"help": "seconds without a liveness mark before an upload counts as dead"},
     )
+    write_retry_timeout: float = field(
+        default=5.0,
+        metadata={"help": "seconds a change retries against concurrent writers of the same "
+                          "fields before it answers 409"},
+    )
+    cleanup_interval: float = field(
+        default=10.0,
+        metadata={"help": "seconds between runs of the recorded data-cleanup jobs"},
+    )
     default_project: str = field(
         default="admin", metadata={"help": "project of requests that name none (no-auth mode)"}
     )
-    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_level: str = field(
+        default="info", metadata={"help": "critical, error, warning, info, debug or trace"}
+    )
+    access_log: bool = field(
+        default=True, metadata={"help": "log one line per request (logger glimpse.access)"}
+    )
+    # -- identity (docs/identity.md) --
+    auth: str = field(
+        default="noauth", metadata={"help": "noauth, keystone or tokens (flag --auth)"}
+    )
+    allow_noauth_on_network: bool = field(
+        default=False,
+        metadata={"help": "serve noauth on a non-loopback host (flag --insecure-noauth)"},
+    )
+    token_file: str = field(
+        default="", metadata={"help": "API tokens of auth = tokens (default: data_dir/tokens)"}
+    )
+    keystone_auth_url: str = field(
+        default="", metadata={"help": "Keystone v3 URL that validates tokens (auth = keystone)"}
+    )
+    keystone_www_authenticate_uri: str = field(
+        default="", metadata={"help": "Keystone URL sent to clients in WWW-Authenticate "
+                                      "(default: keystone_auth_url)"}
+    )
+    keystone_username: str = field(default="", metadata={"help": "service user of Glimpse"})
+    keystone_password: str = field(
+        default="", repr=False, metadata={"help": "password of the service user"}
+    )
+    keystone_project_name: str = field(
+        default="", metadata={"help": "project of the service user (e.g. service)"}
+    )
+    keystone_user_domain_name: str = field(
+        default="Default", metadata={"help": "domain of the service user"}
+    )
+    keystone_project_domain_name: str = field(
+        default="Default", metadata={"help": "domain of the service user's project"}
+    )
+    keystone_token_cache_time: int = field(
+        default=300, metadata={"help": "seconds a validated token is trusted without asking "
+                                       "Keystone again (a revocation waits as long); -1: never"}
+    )
+    keystone_timeout: float = field(
+        default=10.0, metadata={"help": "seconds to wait for Keystone before answering 503"}
+    )
+
+    @property
+    def tokens_path(self) -> Path:
+        return Path(self.token_file) if self.token_file else Path(self.data_dir) / "tokens"
+
+    @property
+    def www_authenticate_uri(self) -> str:
+        return self.keystone_www_authenticate_uri or self.keystone_auth_url
 
     @property
     def database(self) -> str:
@@ -82,31 +166,167 @@ class Settings:
         return Path(self.data_dir).resolve() / "images"
 
     def validate(self) -> Settings:
-        import hashlib
-
-        if self.hashing_algorithm not in hashlib.algorithms_available:
-            raise ConfigError(f"hashing_algorithm: unknown algorithm {self.hashing_algorithm!r}")
-        for name in ("port", "image_size_cap", "limit_param_default", "api_limit_max"):
+        """These settings (with `log_level` in lower case) if every value can work; otherwise
+        `ConfigError` naming the first bad setting. Beyond ranges, it checks what would only fail
+        later: the hash algorithm, the log level, the database URL and its driver, the host."""
+        for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}: must be a positive number of seconds, not {value}")
+        for name in ("image_property_quota", "image_tag_quota"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be 0 or more")
+        if self.image_member_quota < -1:
+            raise ConfigError("image_member_quota: must be -1 (no limit), 0 or more")
+        if self.policy_file and not Path(self.policy_file).is_file():
+            raise ConfigError(f"policy_file: no such file {self.policy_file}")
+        if self.port > 65535:
+            raise ConfigError("port: must be at most 65535")
         if self.workers < 0:
             raise ConfigError("workers: must be 0 (one per CPU core) or more")
         if self.upload_stale_after <= self.upload_heartbeat_interval:
             raise ConfigError("upload_stale_after: must exceed upload_heartbeat_interval")
-        return self
+        for name in ("disk_formats", "container_formats"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name}: must name at least one format")
+        if not self.default_project.strip():
+            raise ConfigError("default_project: must not be empty")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"log_level: unknown level {self.log_level!r}; use one of "
+                              + ", ".join(LOG_LEVELS))
+        _check_hash(self.hashing_algorithm)
+        _check_database(self.database)
+        _check_endpoint(self.public_endpoint)
+        _check_host(self.host, self.port)
+        _check_identity(self)
+        return dataclasses.replace(self, log_level=self.log_level.lower())
+
+
+#: Integer settings that must be above 0.
+_POSITIVE = ("port", "image_size_cap", "limit_param_default", "api_limit_max",
+             "max_request_body_size", "max_request_line", "max_header_line", "max_header_size",
+             "max_header_count")
+#: Durations, in seconds.
+_SECONDS = ("upload_heartbeat_interval", "upload_stale_after", "write_retry_timeout",
+            "cleanup_interval", "keystone_timeout")
+#: The levels both `logging` and uvicorn know (uvicorn adds "trace").
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _check_hash(algorithm: str) -> None:
+    """The upload pipeline must be able to build the hash and take a digest of no set length
+    (so not `shake_128`/`shake_256`), as it does: `hashlib.new(name).hexdigest()`."""
+    try:
+        hasher = (hashlib.md5(usedforsecurity=False) if algorithm == "md5"
+                  else hashlib.new(algorithm))
+        hasher.hexdigest()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"hashing_algorithm: cannot use {algorithm!r}: {exc}") from exc
+
+
+def _check_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"database_url: cannot parse {url!r}") from exc
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"database_url: unknown database {parsed.drivername!r}") from exc
+    except ImportError as exc:
+        raise ConfigError(f"database_url: the driver for {parsed.drivername!r} is not "
+                          f"installed ({exc})") from exc
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"public_endpoint: {endpoint!r} is not an http(s) URL with a host")
+
+
+def _check_host(host: str, port: int) -> None:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"host: cannot resolve {host!r}: {reason}") from exc
+
+
+AUTH_MODES = ("noauth", "keystone", "tokens")
+#: The service credentials keystone mode cannot work without.
+KEYSTONE_REQUIRED = ("keystone_auth_url", "keystone_username", "keystone_password",
+                     "keystone_project_name")
+
+
+def _check_identity(settings: Settings) -> None:
+    if settings.auth not in AUTH_MODES:
+        raise ConfigError(f"auth: unknown mode {settings.auth!r}; use one of "
+                          + ", ".join(AUTH_MODES))
+    if settings.auth == "keystone":
+        for name in KEYSTONE_REQUIRED:
+            if not getattr(settings, name).strip():
+                raise ConfigError(f"{name}: required with auth = keystone "
+                                  f"(GLIMPSE_{name.upper()})")
+        for name in ("keystone_auth_url", "keystone_www_authenticate_uri"):
+            url = getattr(settings, name)
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+                raise ConfigError(f"{name}: {url!r} is not an http(s) URL with a host")
+        if settings.keystone_token_cache_time < -1:
+            raise ConfigError("keystone_token_cache_time: must be -1 (no cache) or more")
+    if (settings.auth == "noauth" and not settings.allow_noauth_on_network
+            and not is_loopback(settings.host, settings.port)):
+        raise ConfigError(
+            f"host: {settings.host!r} is reachable from the network, and auth = noauth makes "
+            "every caller an admin; use auth = keystone or tokens, listen on 127.0.0.1, or "
+            "pass --insecure-noauth (allow_noauth_on_network = true) to serve it anyway")
+
+
+def is_loopback(host: str, port: int) -> bool:
+    """Whether every address `host` resolves to is a loopback address."""
+    import ipaddress
+
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in found}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+            raise ValueError
         if kind in (int, "int"):
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
         if kind in (float, "float"):
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         if kind in ("tuple[str, ...]",):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(i).strip() for i in items if str(i).strip())
+        if isinstance(value, (bool, list, dict)):
+            raise ValueError  # a TOML value that is no string
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot use {value!r} ({kind})") from exc

@@ -21,6 +21,9 @@ from types import FrameType
 
 import uvicorn
 
+from glimpse.api.http import HeadLimits, LimitedHttpToolsProtocol
+from glimpse.config import Settings
+
 log = logging.getLogger(__name__)
 
 APP = "glimpse.api.factory:app"
@@ -28,10 +31,17 @@ APP = "glimpse.api.factory:app"
 STARTUP_FAILURE = 3
 
 
-def _config(host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(settings: Settings) -> uvicorn.Config:
+    limits = HeadLimits(
+        max_request_line=settings.max_request_line,
+        max_header_line=settings.max_header_line,
+        max_header_size=settings.max_header_size,
+        max_header_count=settings.max_header_count,
+    )
     return uvicorn.Config(
-        APP, factory=True, host=host, port=port, loop="uvloop", http="httptools",
-        log_level=log_level, access_log=False, timeout_graceful_shutdown=10,
+        APP, factory=True, host=settings.host, port=settings.port, loop="uvloop",
+        http=LimitedHttpToolsProtocol.configured(limits), log_level=settings.log_level,
+        access_log=False, timeout_graceful_shutdown=10,
     )
 
 
@@ -47,12 +57,12 @@ def _listen(host: str, port: int, share: bool = True) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    logging.basicConfig(level=log_level.upper(),
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    server = uvicorn.Server(_config(host, port, log_level))
+    server = uvicorn.Server(_config(settings))
     try:
-        server.run(sockets=[_listen(host, port)])
+        server.run(sockets=[_listen(settings.host, settings.port)])
     except Exception:
         log.exception("worker failed")
         sys.exit(STARTUP_FAILURE if not server.started else 1)
@@ -60,10 +70,12 @@ def _worker(host: str, port: int, log_level: str) -> None:
         sys.exit(STARTUP_FAILURE)
 
 
-def serve(host: str, port: int, workers: int, log_level: str) -> int:
-    """Serve until told to stop; returns the exit status."""
+def serve(settings: Settings) -> int:
+    """Serve until told to stop; returns the exit status. Workers get `settings` as they are
+    (the app in each rebuilds its own from the same sources: `factory.app`)."""
+    host, port, workers = settings.host, settings.port, settings.processes
     if workers == 1:
-        uvicorn.Server(_config(host, port, log_level)).run()
+        uvicorn.Server(_config(settings)).run()
         return 0
     # Fail here, loudly, if the address is taken (also by another server sharing its port).
     _listen(host, port, share=False).close()
@@ -72,7 +84,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> int:
     stopping = False
 
     def start() -> None:
-        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process = context.Process(target=_worker, args=(settings,), daemon=False)
         process.start()
         assert process.pid is not None
         running[process.sentinel] = process

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
+from collections.abc import Callable
+from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
 from sqlalchemy import Engine, inspect
 
+from glimpse.domain.access import holds
+from glimpse.domain.changes import Quotas, diff
 from glimpse.domain.context import RequestContext
-from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage
+from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage, TooLarge
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
-from glimpse.domain.query import Condition, ListQuery, Scope, SortKey
+from glimpse.domain.members import MemberStatus
+from glimpse.domain.query import Condition, ListQuery, SortKey
+from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.images import SqlImageRepository
+from glimpse.registry.members import SqlMemberRepository
 from glimpse.registry.migrate import upgrade
+from glimpse.services.visibility import listed, readable
 
 pytestmark = pytest.mark.anyio
 ADMIN = RequestContext("admin", frozenset({"admin"}))
@@ -55,50 +64,161 @@ async def test_duplicate_id_conflicts(repo: SqlImageRepository) -> None:
         await repo.add(new_image(id=image.id))
 
 
+async def save(repo: SqlImageRepository, before: Image, after: Image) -> Image:
+    return await repo.update(diff(before, after))
+
+
+def changed(image: Image, **fields: object) -> Image:
+    copy = deepcopy(image)
+    for key, value in fields.items():
+        setattr(copy, key, value)
+    return copy
+
+
 async def test_deleted_images_are_absent_and_ids_not_reused(repo: SqlImageRepository) -> None:
     image = await repo.add(new_image(status=ImageStatus.ACTIVE))
-    image.delete()
-    await repo.save(image)
+    gone = deepcopy(image)
+    gone.delete()
+    await save(repo, image, gone)
     with pytest.raises(NotFound):
         await repo.get(image.id)
     with pytest.raises(Conflict):
         await repo.add(new_image(id=image.id))
 
 
-async def test_save_is_compare_and_swap(repo: SqlImageRepository) -> None:
-    image = await repo.add(new_image())
-    first, second = await repo.get(image.id), await repo.get(image.id)
-    first.name = "first"
-    await repo.save(first)
-    second.name = "second"
+async def test_update_returns_the_stored_image(repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(properties={"a": "1"}, tags={"t"}))
+    saved = await save(repo, image, changed(image, name="n", properties={"b": "2"},
+                                            tags={"u"}, locations=[Location("file", "k")]))
+    assert saved.name == "n" and saved.properties == {"b": "2"} and saved.tags == {"u"}
+    assert saved.locations == [Location("file", "k")] and saved.version == 2
+    assert await repo.get(image.id) == saved
+
+
+async def test_disjoint_changes_from_one_read_both_land(repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(properties={"keep": "x"}, tags={"old"}))
+    await save(repo, image, changed(image, name="first", properties={"keep": "x", "a": "1"},
+                                    tags={"old", "t1"}))
+    await save(repo, image, changed(image, min_ram=5, properties={"keep": "x", "b": "2"},
+                                    tags={"t2"}))
+    got = await repo.get(image.id)
+    assert (got.name, got.min_ram) == ("first", 5)
+    assert got.properties == {"keep": "x", "a": "1", "b": "2"}
+    assert got.tags == {"t1", "t2"}  # the second change removed "old", the first added "t1"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "field"),
+    [
+        ({"name": "a"}, {"name": "b"}, "name"),
+        ({"properties": {"p": "1"}}, {"properties": {"p": "2"}}, "p"),
+        ({"status": ImageStatus.ACTIVE}, {"name": "x"}, "status"),  # guarded: rules read it
+        ({"visibility": Visibility.PRIVATE}, {"tags": {"t"}}, "visibility"),
+    ],
+)
+async def test_overlapping_changes_are_stale_and_name_the_field(
+        repo: SqlImageRepository, first: dict[str, object], second: dict[str, object],
+        field: str) -> None:
+    image = await repo.add(new_image(disk_format="raw", container_format="bare"))
+    await save(repo, image, changed(image, **first))
+    with pytest.raises(StaleImage) as caught:
+        await save(repo, image, changed(image, **second))
+    assert field in caught.value.fields and field in caught.value.message
+    assert (await repo.get(image.id)).version == 2
+
+
+async def test_removing_a_tag_someone_else_removed_is_stale(repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(tags={"t", "u"}))
+    await save(repo, image, changed(image, tags={"u"}))
+    with pytest.raises(StaleImage) as caught:
+        await save(repo, image, changed(image, tags=set()))
+    assert caught.value.fields == ("tags",)
+    assert (await repo.get(image.id)).tags == {"u"}
+
+
+async def test_quotas_count_the_merged_result(repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(properties={"a": "1"}))
+    quotas = Quotas(properties=2, tags=1)
+    await repo.update(diff(image, changed(image, properties={"a": "1", "b": "2"},
+                                          tags={"x"}), quotas=quotas))
+    with pytest.raises(TooLarge):  # within the quota as read, over it merged
+        await repo.update(diff(image, changed(image, properties={"a": "1", "c": "3"}),
+                               quotas=quotas))
+    with pytest.raises(TooLarge):
+        await repo.update(diff(image, changed(image, tags={"y"}), quotas=quotas))
+    got = await repo.get(image.id)
+    assert got.properties == {"a": "1", "b": "2"} and got.tags == {"x"}
+
+
+async def test_update_records_deletion_jobs_in_the_same_transaction(
+        engine: Engine, repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(status=ImageStatus.ACTIVE,
+                                     locations=[Location("file", "k1")]))
+    gone = deepcopy(image)
+    change = diff(image, gone, gone.delete())
+    await repo.update(change)
+    jobs = SqlDeletionJobs(engine, clock=after_the_lease)
+    try:
+        claimed = await jobs.claim_due(10)
+        assert [(j.id, j.location, j.image_id) for j in claimed] == [
+            (change.discard[0].id, Location("file", "k1"), image.id)]
+    finally:
+        jobs.close()
+
+
+async def test_a_refused_update_records_no_job(engine: Engine,
+                                               repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(status=ImageStatus.ACTIVE))
+    await save(repo, image, changed(image, name="other"))
     with pytest.raises(StaleImage):
-        await repo.save(second)
-    assert (await repo.get(image.id)).name == "first"
+        await repo.update(diff(image, changed(image, name="mine"), [Location("file", "x")]))
+    jobs = SqlDeletionJobs(engine, clock=after_the_lease)
+    try:
+        assert await jobs.claim_due(10) == []
+    finally:
+        jobs.close()
 
 
-def test_racing_saves_in_threads_one_winner(engine: Engine) -> None:
-    """Eight real sessions save the same version at once: exactly one wins."""
-    repo = SqlImageRepository(engine, threads=8)
+def after_the_lease() -> datetime:
+    """A clock past the lease the repository gives new jobs (60 s by default)."""
+    return datetime.now(UTC) + timedelta(seconds=120)
+
+
+def _race(engine: Engine, writers: int, change: Callable[[Image, int], Image]) -> list[str]:
+    """`writers` real sessions update one image from the same read at once."""
+    repo = SqlImageRepository(engine, threads=writers)
     image = anyio.run(repo.add, new_image())
     results: list[str] = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(writers)
 
     def racer(n: int) -> None:
         mine = anyio.run(repo.get, image.id)
-        mine.name = f"racer-{n}"
+        update = diff(mine, change(mine, n))
         barrier.wait()
         try:
-            anyio.run(repo.save, mine)
+            anyio.run(repo.update, update)
             results.append("won")
         except StaleImage:
             results.append("lost")
 
-    threads = [threading.Thread(target=racer, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=racer, args=(n,)) for n in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == ["lost"] * 7 + ["won"]
+    return sorted(results)
+
+
+def test_racing_writers_of_one_field_one_winner(engine: Engine) -> None:
+    assert _race(engine, 8, lambda img, n: changed(img, name=f"racer-{n}")) == (
+        ["lost"] * 7 + ["won"])
+
+
+def test_racing_writers_of_disjoint_fields_all_win(engine: Engine) -> None:
+    def change(img: Image, n: int) -> Image:
+        return changed(img, properties={f"p{n}": str(n)}, tags={f"t{n}"})
+
+    assert _race(engine, 8, change) == ["won"] * 8
 
 
 async def test_touch_and_stale_uploads(repo: SqlImageRepository) -> None:
@@ -111,8 +231,11 @@ async def test_touch_and_stale_uploads(repo: SqlImageRepository) -> None:
     assert await repo.stale_uploads(T0 + timedelta(seconds=30)) == []
 
 
-async def _ids(repo: SqlImageRepository, ctx: RequestContext = ADMIN, **query: object) -> list[str]:
-    return [i.id for i in await repo.find(ctx, ListQuery(**query))]  # type: ignore[arg-type]
+async def _ids(repo: SqlImageRepository, ctx: RequestContext = ADMIN,
+               visibility: str | None = None, member_status: str = "accepted",
+               **query: object) -> list[str]:
+    access = listed(ctx, visibility, member_status)
+    return [i.id for i in await repo.find(ListQuery(access=access, **query))]  # type: ignore[arg-type]
 
 
 async def test_filters(repo: SqlImageRepository) -> None:
@@ -137,10 +260,75 @@ async def test_scopes_for_non_admins(repo: SqlImageRepository) -> None:
     await repo.add(new_image(4, owner="other", visibility=Visibility.PRIVATE))
     me = RequestContext("me", frozenset({"member"}))
     assert set(await _ids(repo, me)) == {mine.id, public.id}
-    assert set(await _ids(repo, me, scope=Scope.ALL)) == {mine.id, public.id, community.id}
-    assert await _ids(repo, me, scope=Scope.COMMUNITY) == [community.id]
-    assert await _ids(repo, me, scope=Scope.PRIVATE) == [mine.id]
+    assert set(await _ids(repo, me, "all")) == {mine.id, public.id, community.id}
+    assert await _ids(repo, me, "community") == [community.id]
+    assert await _ids(repo, me, "private") == [mine.id]
     assert len(await _ids(repo)) == 4  # admins see everything
+
+
+PROJECTS = ("p1", "p2", "p3")
+CALLERS = [RequestContext(p, frozenset({"member", "reader"})) for p in PROJECTS] + [
+    RequestContext("p1", frozenset({"admin"})), RequestContext(None, frozenset({"reader"}))]
+LISTINGS = [(v, s) for v in (None, "all", "public", "private", "shared", "community")
+            for s in ("accepted", "pending", "rejected", "all")]
+
+
+async def test_sql_and_python_access_rules_agree(engine: Engine,
+                                                 repo: SqlImageRepository) -> None:
+    """The listing SQL and the Python rule are one definition: for random images and
+    memberships, every caller and every listing, both admit exactly the same images, and a
+    listing never holds an image that showing it by id would hide."""
+    rng = random.Random(6)
+    members = SqlMemberRepository(engine)
+    memberships: dict[str, dict[str, MemberStatus]] = {}
+    stored: list[Image] = []
+    for n in range(40):
+        image = await repo.add(new_image(n, owner=rng.choice(PROJECTS),
+                                         visibility=rng.choice(list(Visibility))))
+        memberships[image.id] = {}
+        for project in PROJECTS:
+            if rng.random() < 0.4:
+                await members.add(image.id, project)
+                status = rng.choice(list(MemberStatus))
+                await members.set_status(image.id, project, status)
+                memberships[image.id][project] = status
+        stored.append(image)
+    try:
+        for ctx in CALLERS:
+            shown = {i.id for i in stored if holds(readable(ctx), i, memberships[i.id])}
+            for visibility, status in LISTINGS:
+                term = listed(ctx, visibility, status)
+                expected = {i.id for i in stored if holds(term, i, memberships[i.id])}
+                got = set(await _ids(repo, ctx, visibility, status, limit=100))
+                assert got == expected, (ctx, visibility, status)
+                assert got <= shown, (ctx, visibility, status)
+    finally:
+        members.close()
+
+
+async def test_members_are_kept_per_image_and_project(engine: Engine,
+                                                      repo: SqlImageRepository) -> None:
+    image = await repo.add(new_image(visibility=Visibility.SHARED))
+    members = SqlMemberRepository(engine)
+    try:
+        first = await members.add(image.id, "p1")
+        assert first.status == MemberStatus.PENDING
+        with pytest.raises(Conflict):
+            await members.add(image.id, "p1")
+        await members.add(image.id, "P1")  # another project: ids compare exactly
+        with pytest.raises(TooLarge):
+            await members.add(image.id, "p2", quota=2)
+        assert {m.member_id for m in await members.of_image(image.id)} == {"P1", "p1"}
+        accepted = await members.set_status(image.id, "p1", MemberStatus.ACCEPTED)
+        assert (await members.get(image.id, "p1")) == accepted
+        await members.remove(image.id, "p1")
+        assert await members.find(image.id, "p1") is None
+        with pytest.raises(NotFound):
+            await members.remove(image.id, "p1")
+        with pytest.raises(NotFound):
+            await members.set_status(image.id, "p1", MemberStatus.REJECTED)
+    finally:
+        members.close()
 
 
 async def test_keyset_paging_with_nulls_covers_everything_once(repo: SqlImageRepository) -> None:
@@ -153,7 +341,7 @@ async def test_keyset_paging_with_nulls_covers_everything_once(repo: SqlImageRep
         seen: list[Image] = []
         marker = None
         while True:
-            page = await repo.find(ADMIN, ListQuery(sort=sort, limit=2, marker=marker))
+            page = await repo.find(ListQuery(sort=sort, limit=2, marker=marker))
             seen += page
             if len(page) < 2:
                 break
@@ -165,4 +353,4 @@ async def test_keyset_paging_with_nulls_covers_everything_once(repo: SqlImageRep
 
 async def test_unknown_marker_is_invalid(repo: SqlImageRepository) -> None:
     with pytest.raises(Invalid):
-        await repo.find(ADMIN, ListQuery(marker=str(uuid.uuid4())))
+        await repo.find(ListQuery(marker=str(uuid.uuid4())))

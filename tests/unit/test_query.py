@@ -7,17 +7,24 @@ from datetime import UTC, datetime
 import pytest
 
 from glimpse.domain.errors import Invalid
-from glimpse.domain.query import Condition, Scope, SortKey
+from glimpse.domain.query import Condition, SortKey
 from glimpse.services.query import parse_list_params
 
 
 def parse(*pairs: tuple[str, str]):  # type: ignore[no-untyped-def]
-    return parse_list_params(list(pairs), 25, 1000)
+    return parse_list_params(list(pairs), 25, 1000).query
+
+
+def test_visibility_and_member_status_are_kept_for_the_policy() -> None:
+    listing = parse_list_params([("visibility", "shared"), ("member_status", "all")], 25, 1000)
+    assert (listing.visibility, listing.member_status) == ("shared", "all")
+    default = parse_list_params([], 25, 1000)
+    assert (default.visibility, default.member_status) == (None, "accepted")
 
 
 def test_defaults() -> None:
     q = parse()
-    assert q.limit == 25 and q.marker is None and q.scope == Scope.DEFAULT
+    assert q.limit == 25 and q.marker is None
     assert q.sort == (SortKey("created_at", "desc"), SortKey("id", "desc"))
     assert Condition("os_hidden", "eq", False) in q.conditions
 
@@ -61,7 +68,6 @@ def test_sizes_tags_booleans_visibility() -> None:
     assert Condition("protected", "eq", True) in q.conditions
     assert Condition("os_hidden", "eq", True) in q.conditions
     assert Condition("os_hidden", "eq", False) not in q.conditions
-    assert q.scope == Scope.COMMUNITY
 
 
 @pytest.mark.parametrize(

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
 from glimpse.api import errors
+from glimpse.api.identity import Authenticator, NoAuth
 from glimpse.api.middleware import ASGIApp, EdgeMiddleware
-from glimpse.api.routes import data, images, schemas, versions
+from glimpse.api.routes import data, images, members, schemas, versions
 from glimpse.api.wiring import Services
 from glimpse.config import Settings
+from glimpse.domain.changes import Quotas
+from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.engine import concurrency, make_engine
 from glimpse.registry.images import SqlImageRepository
+from glimpse.registry.members import SqlMemberRepository
+from glimpse.services.cleanup import Cleanup
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
+from glimpse.services.members import MemberService
+from glimpse.services.mutations import Mutator
+from glimpse.services.policy import Policy
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores.base import Store
@@ -25,9 +33,16 @@ from glimpse.stores.filesystem import FilesystemStore
 STORE_ID = "file"
 
 
-def build_services(settings: Settings) -> tuple[Services, SqlImageRepository]:
+def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
+    """The services of one app, and the function that releases what they hold."""
     engine = make_engine(settings.database)
-    repo = SqlImageRepository(engine, threads=concurrency(settings.database))
+    # A claimed deletion job is left to its claimer for a few sweeps before another takes it.
+    lease = max(6 * settings.cleanup_interval, 1.0)
+    repo = SqlImageRepository(engine, threads=concurrency(settings.database),
+                              deletion_lease=lease)
+    jobs = SqlDeletionJobs(engine, lease=lease)
+    members = SqlMemberRepository(engine)
+    policy = Policy(settings.policy_file or None)
     stores: dict[str, Store] = {STORE_ID: FilesystemStore(settings.images_dir, STORE_ID)}
     schemas_ = Schemas(settings.disk_formats, settings.container_formats)
     limits = Limits(
@@ -43,34 +58,66 @@ def build_services(settings: Settings) -> tuple[Services, SqlImageRepository]:
         heartbeat_interval=settings.upload_heartbeat_interval,
         stale_after=settings.upload_stale_after,
     )
+    cleanup = Cleanup(jobs, stores, interval=settings.cleanup_interval)
+    mutate = Mutator(repo, cleanup, timeout=settings.write_retry_timeout,
+                     quotas=Quotas(properties=settings.image_property_quota,
+                                   tags=settings.image_tag_quota))
     built = Services(
         settings=settings,
         schemas=schemas_,
-        images=ImageService(repo, stores, schemas_, limits),
-        uploads=UploadService(repo, stores, upload_settings),
-        downloads=DownloadService(repo, stores),
+        images=ImageService(repo, members, mutate, policy, schemas_, limits),
+        uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings),
+        downloads=DownloadService(repo, members, policy, stores),
+        members=MemberService(repo, members, policy, quota=(
+            None if settings.image_member_quota < 0 else settings.image_member_quota)),
+        cleanup=cleanup,
     )
-    return built, repo
+
+    def close() -> None:
+        jobs.close()
+        members.close()
+        repo.close()
+
+    return built, close
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """The authenticator of `settings.auth` (validated settings name a known mode)."""
+    if settings.auth == "keystone":
+        from glimpse.api.keystone import KeystoneAuthenticator
+
+        return KeystoneAuthenticator(settings)
+    if settings.auth == "tokens":
+        from glimpse.api.tokens import TokenAuthenticator
+
+        return TokenAuthenticator(settings.tokens_path)
+    return NoAuth(settings.default_project)
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    built, repo = build_services(settings)
+    authenticator = build_authenticator(settings)
+    built, close = build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        reaper = asyncio.create_task(built.uploads.run_reaper())
+        background = [asyncio.create_task(built.uploads.run_reaper()),
+                      asyncio.create_task(built.cleanup.run_forever())]
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
-            repo.close()
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            close()
+            authenticator.close()
 
     app = Starlette(
-        routes=[*versions.routes, *schemas.routes, *images.routes, *data.routes],
-        exception_handlers={cls: errors.handle for cls in errors.HANDLED},
+        routes=[*versions.routes, *schemas.routes, *images.routes, *members.routes,
+                *data.routes],
+        exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = built
-    return EdgeMiddleware(app, settings.default_project)
+    return EdgeMiddleware(app, authenticator, access_log=settings.access_log)

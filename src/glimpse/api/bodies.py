@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from glimpse.api.errors import ApiError
+from glimpse.api.inputs import check_document, header_integer
+from glimpse.services.bounds import MAX_JSON_DEPTH
 
 
 def media_type(request: Request) -> str | None:
@@ -24,12 +26,14 @@ def require_no_body(request: Request) -> None:
 
 
 async def read_json(request: Request, limit: int, allowed: tuple[str, ...]) -> Any:
-    """The decoded JSON body; 415 for another media type, 413 past `limit` bytes, 400 if bad."""
+    """The decoded JSON body; 415 for another media type, 413 past `limit` bytes, 400 if bad
+    (malformed, nested too deep, or holding text no registry stores: `inputs.check_document`)."""
     kind = media_type(request)
     if kind is not None and kind not in allowed:
         raise ApiError(415, f"Unsupported Content-Type {kind!r}; use {', '.join(allowed)}.")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only ("²".isdigit() is true, int("²") raises); past `limit` it is a 413 anyway.
+    declared = header_integer(request, "content-length", 2**63 - 1)
+    if declared is not None and declared > limit:
         raise ApiError(413, f"Request body is larger than {limit} bytes.")
     raw = bytearray()
     async for chunk in request.stream():
@@ -39,9 +43,13 @@ async def read_json(request: Request, limit: int, allowed: tuple[str, ...]) -> A
     if not raw:
         raise ApiError(400, "This operation requires a JSON request body.")
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
+    except RecursionError as exc:  # the decoder recurses once per level of nesting
+        raise ApiError(400, f"JSON request body nests deeper than {MAX_JSON_DEPTH} "
+                       "levels.") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"Malformed JSON in request body: {exc}") from exc
+    return check_document(document)
 
 
 def json_response(document: Any, status: int = 200,

@@ -9,8 +9,10 @@ from starlette.requests import Request
 
 from glimpse.config import Settings
 from glimpse.domain.context import RequestContext
+from glimpse.services.cleanup import Cleanup
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
+from glimpse.services.members import MemberService
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService
 
@@ -22,6 +24,8 @@ class Services:
     images: ImageService
     uploads: UploadService
     downloads: DownloadService
+    members: MemberService
+    cleanup: Cleanup
 
 
 def services(request: Request) -> Services:

@@ -4,7 +4,7 @@
     ├── NotFound           the thing does not exist, or the caller may not see it
     ├── Forbidden          the caller may see it but may not do this
     ├── Conflict           the request clashes with the current state (status, duplicate id, a race)
-    │   └── StaleImage     a compare-and-swap save lost a race (services retry on it)
+    │   └── StaleImage     a compare-and-swap save lost a race on `fields` (services retry)
     ├── Invalid            the request itself is malformed or breaks a rule
     ├── TooLarge           a size cap or quota would be exceeded
     ├── RangeNotSatisfiable  a byte range lies outside the image data
@@ -35,7 +35,11 @@ class Conflict(DomainError):
 
 
 class StaleImage(Conflict):
-    """Raised by a repository when the stored version differs from the one the save expected."""
+    """Raised by a repository when fields a save read or wrote changed since it read them."""
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class Invalid(DomainError):

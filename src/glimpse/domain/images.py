@@ -2,8 +2,9 @@
 
 An `Image` is a plain dataclass. State changes go through methods named for what they do
 (`begin_upload`, `finish_upload`, `fail_upload`, `deactivate`, ...), each checked against the one
-transition table, `TRANSITIONS`. Persistence is someone else's job: a repository saves an image with
-a compare-and-swap on `version`, so two racing changes never mix.
+transition table, `TRANSITIONS`. Persistence is someone else's job: a repository saves the
+difference a change made (`changes.diff`) with a compare-and-swap on the fields it touched, so two
+racing changes never mix.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Image:
     #: The upload that holds this image in `saving`, and when it last proved to be alive.
     upload_id: str | None = None
     upload_heartbeat: datetime | None = None
-    #: Bumped by every save; the repository's compare-and-swap key.
+    #: Bumped by every save.
     version: int = 0
 
     # -- status machine -------------------------------------------------------------------------

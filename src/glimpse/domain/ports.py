@@ -1,4 +1,5 @@
-"""The ports the services need from the outside: where image metadata is kept.
+"""The ports the services need from the outside: where image metadata is kept, and the recorded
+jobs that remove image data from the stores.
 
 The byte stores' port is `glimpse.stores.base.Store`: stores know nothing of images.
 """
@@ -8,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from glimpse.domain.context import RequestContext
+from glimpse.domain.changes import ImageChange
+from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Image
+from glimpse.domain.members import Member, MemberStatus
 from glimpse.domain.query import ListQuery
 
 
 class ImageRepository(Protocol):
-    """Image metadata, kept with compare-and-swap saves.
+    """Image metadata, kept with compare-and-swap saves of the fields each change touches.
 
     Every method is a coroutine so that an in-process SQL registry and a remote registry client
     fit the same port. Deleted images are kept as rows in status `deleted` (ids are never reused)
@@ -29,18 +32,23 @@ class ImageRepository(Protocol):
         """The image, whoever owns it. Raises `NotFound` if absent or deleted."""
         ...
 
-    async def save(self, image: Image) -> Image:
-        """Store every field of `image` if the stored version still equals `image.version`.
+    async def update(self, change: ImageChange) -> Image:
+        """Apply `change` in one transaction if everything it expects still holds.
 
-        Returns the image with its new version and `updated_at`. Raises `StaleImage` if another
-        save came first and `NotFound` if the row is gone.
+        Checks `change.expected` against the stored attributes and the read values of the touched
+        properties, tags and locations; then writes them, sets `updated_at`, enforces
+        `change.quotas` against the merged result (`TooLarge`), and records `change.discard` as
+        deletion jobs (leased to the caller for `DeletionJobs` lease time, so that it runs them
+        first). Returns the image as stored afterwards, other writers' merged changes included.
+        Raises `StaleImage` naming the fields that changed meanwhile (a deleted image has changed
+        status unless the change expects `deleted`), `NotFound` if no such image was ever stored.
         """
         ...
 
-    async def find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
-        """One page, visible to `ctx`, filtered and sorted as `query` says.
+    async def find(self, query: ListQuery) -> list[Image]:
+        """One page of the images `query.access` admits, filtered and sorted as `query` says.
 
-        Raises `Invalid` if `query.marker` names no image the caller can list.
+        Raises `Invalid` if `query.marker` names no image the query can list.
         """
         ...
 
@@ -51,4 +59,57 @@ class ImageRepository(Protocol):
     async def stale_uploads(self, before: datetime) -> list[Image]:
         """Images, in `saving` or deleted meanwhile, whose upload last proved alive before
         `before` (deleted ones included: their partial data still has to go)."""
+        ...
+
+
+class DeletionJobs(Protocol):
+    """Recorded removals of image data, retried until they succeed, by any server.
+
+    A job is due when its `due_at` has passed. Claiming one pushes `due_at` a lease ahead, so a
+    server that dies while running it only delays it; the job itself is never lost. Jobs are
+    idempotent: removing data that is already gone succeeds.
+    """
+
+    async def record(self, deletions: list[Deletion]) -> None:
+        """Record jobs outside an image change, leased to the caller."""
+        ...
+
+    async def claim_due(self, limit: int) -> list[Deletion]:
+        """Up to `limit` due jobs, each now leased to the caller."""
+        ...
+
+    async def finish(self, deletion: Deletion) -> None:
+        """The data is gone: forget the job."""
+        ...
+
+    async def postpone(self, deletion: Deletion, delay: float, error: str) -> None:
+        """The removal failed: try again after `delay` seconds."""
+        ...
+
+
+class MemberRepository(Protocol):
+    """The members of shared images: one per (image, project), created pending."""
+
+    async def add(self, image_id: str, member_id: str, quota: int | None = None) -> Member:
+        """A new pending member. `Conflict` if it exists; `TooLarge` past `quota` members."""
+        ...
+
+    async def get(self, image_id: str, member_id: str) -> Member:
+        """Raises `NotFound` if `member_id` is no member of the image."""
+        ...
+
+    async def find(self, image_id: str, member_id: str) -> Member | None:
+        """The membership, or None."""
+        ...
+
+    async def of_image(self, image_id: str) -> list[Member]:
+        """Every member of the image, oldest first."""
+        ...
+
+    async def set_status(self, image_id: str, member_id: str, status: MemberStatus) -> Member:
+        """Raises `NotFound` if `member_id` is no member of the image."""
+        ...
+
+    async def remove(self, image_id: str, member_id: str) -> None:
+        """Raises `NotFound` if `member_id` is no member of the image."""
         ...

@@ -5,23 +5,13 @@ These are values, built by the services from request parameters and read by the 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
+from glimpse.domain.access import EVERYTHING, Term
+
 Op = Literal["eq", "neq", "in", "gt", "gte", "lt", "lte"]
 SortDir = Literal["asc", "desc"]
-
-
-class Scope(enum.Enum):
-    """Which images a listing may include, by visibility, before any filter."""
-
-    ALL = "all"  # everything the caller may see (admins: everything)
-    DEFAULT = "default"  # public, the caller's own, shared with the caller (community excluded)
-    PUBLIC = "public"
-    COMMUNITY = "community"
-    SHARED = "shared"
-    PRIVATE = "private"
 
 
 @dataclass(frozen=True)
@@ -46,7 +36,8 @@ class ListQuery:
 
     conditions: tuple[Condition, ...] = ()
     tags: tuple[str, ...] = ()
-    scope: Scope = Scope.DEFAULT
+    #: Which images the caller may list at all (before any filter).
+    access: Term = EVERYTHING
     sort: tuple[SortKey, ...] = field(
         default_factory=lambda: (SortKey("created_at", "desc"), SortKey("id", "desc"))
     )

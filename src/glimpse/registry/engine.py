@@ -80,7 +80,12 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=size + 1, max_overflow=0, pool_timeout=60)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=size, max_overflow=4, pool_pre_ping=True)
+    options: dict[str, Any] = {}
+    if url.startswith(("mysql", "mariadb")):
+        # As PostgreSQL's default: each statement sees what committed before it, and no gap
+        # locks between writers of different images (InnoDB's REPEATABLE READ takes them).
+        options["isolation_level"] = "READ COMMITTED"
+    return create_engine(url, pool_size=size, max_overflow=4, pool_pre_ping=True, **options)
 
 
 def _tune_sqlite(engine: Engine) -> None:

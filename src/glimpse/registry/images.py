@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Engine,
@@ -18,20 +20,29 @@ from sqlalchemy import (
     delete,
     exists,
     false,
+    func,
     insert,
     literal,
     or_,
     select,
-    true,
     union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
-from glimpse.domain.context import RequestContext
-from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage
+from glimpse.domain.changes import ImageChange
+from glimpse.domain.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    StaleImage,
+    TooLarge,
+)
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
-from glimpse.domain.query import Condition, ListQuery, Scope, SortKey
+from glimpse.domain.query import Condition, ListQuery, SortKey
+from glimpse.registry.access import access_clause
+from glimpse.registry.deletions import insert_deletions
 from glimpse.registry.engine import write_lock, write_transaction
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
 
@@ -78,6 +89,31 @@ def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
 
 
+def _column_value(name: str, value: object) -> Any:
+    """An entity attribute as its column stores it."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _naive(value)
+    return value
+
+
+def _from_column(name: str, stored: Any) -> Any:
+    """A stored column value comparable with `_column_value` of an attribute."""
+    if name in ("protected", "os_hidden") and stored is not None:
+        return bool(stored)
+    return stored
+
+
+def _matches(col: Column[Any], value: Any) -> ColumnElement[bool]:
+    return col.is_(None) if value is None else col == value
+
+
+def _stale(image_id: str, fields: tuple[str, ...]) -> StaleImage:
+    named = ", ".join(fields) or "the image"
+    return StaleImage(f"Image {image_id}: {named} changed concurrently", fields)
+
+
 def _row_values(image: Image) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(image, name) for name in _COLUMNS}
     values["status"] = image.status.value
@@ -92,8 +128,10 @@ class SqlImageRepository:
     threads at a time (see `engine.concurrency`)."""
 
     def __init__(self, engine: Engine, threads: int = 1,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 deletion_lease: float = 60.0) -> None:
         self._engine = engine
+        self._deletion_lease = timedelta(seconds=deletion_lease)
         self._write_lock = write_lock(engine)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="registry")
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -113,11 +151,11 @@ class SqlImageRepository:
     async def get(self, image_id: str) -> Image:
         return await self._run(self._get, image_id)
 
-    async def save(self, image: Image) -> Image:
-        return await self._run(self._save, image)
+    async def update(self, change: ImageChange) -> Image:
+        return await self._run(self._update, change)
 
-    async def find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
-        return await self._run(self._find, ctx, query)
+    async def find(self, query: ListQuery) -> list[Image]:
+        return await self._run(self._find, query)
 
     async def touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
         return await self._run(self._touch_upload, image_id, upload_id, now)
@@ -148,31 +186,126 @@ class SqlImageRepository:
                 raise NotFound(f"No image found with ID {image_id}")
             return self._load(conn, [row])[0]
 
-    def _save(self, image: Image) -> Image:
-        expected = image.version
+    def _update(self, change: ImageChange) -> Image:
         now = self._clock().replace(microsecond=0)  # timestamps are whole seconds
-        values = _row_values(image)
+        values: dict[str, Any] = {name: _column_value(name, value)
+                                  for name, value in change.values.items()}
         values["updated_at"] = _naive(now)
-        values["version"] = expected + 1
-        if image.status == ImageStatus.DELETED:
+        values["version"] = images.c.version + 1
+        if change.values.get("status") == ImageStatus.DELETED:
             values["deleted_at"] = _naive(now)
+        guards = [_matches(images.c[name], _column_value(name, value))
+                  for name, value in change.expected.items()]
         with write_transaction(self._engine, self._write_lock) as conn:
+            # Updating the image row first takes its lock (PostgreSQL, MariaDB; SQLite holds the
+            # database's), so the child rows below cannot change under this transaction.
             result = conn.execute(
-                update(images)
-                .where(images.c.id == image.id, images.c.version == expected)
-                .values(**values)
+                update(images).where(images.c.id == change.image_id, *guards).values(**values)
             )
             if result.rowcount != 1:
-                found = conn.execute(select(images.c.status).where(images.c.id == image.id))
-                if found.one_or_none() is None:
-                    raise NotFound(f"No image found with ID {image.id}")
-                raise StaleImage(f"Image {image.id} was changed concurrently")
-            for table in (image_properties, image_tags, image_locations):
-                conn.execute(delete(table).where(table.c.image_id == image.id))
-            self._write_children(conn, image)
-        image.version = expected + 1
-        image.updated_at = now
-        return image
+                raise self._why_stale(conn, change)
+            if change.properties:
+                self._write_properties(conn, change)
+            if change.added_tags or change.removed_tags:
+                self._write_tags(conn, change)
+            if change.locations is not None:
+                self._write_locations(conn, change)
+            self._check_quotas(conn, change)
+            insert_deletions(conn, change.discard, now, self._deletion_lease)
+            row = conn.execute(select(*_ROW).where(images.c.id == change.image_id)).one()
+            return self._load(conn, [row])[0]
+
+    @staticmethod
+    def _why_stale(conn: Connection, change: ImageChange) -> DomainError:
+        names = list(change.expected)
+        row = conn.execute(
+            select(*(images.c[n] for n in names)).where(images.c.id == change.image_id)
+        ).one_or_none()
+        if row is None:
+            return NotFound(f"No image found with ID {change.image_id}")
+        changed = tuple(
+            name for name, stored in zip(names, row, strict=True)
+            if _from_column(name, stored) != _column_value(name, change.expected[name])
+        )
+        return _stale(change.image_id, changed)
+
+    @staticmethod
+    def _write_properties(conn: Connection, change: ImageChange) -> None:
+        table = image_properties
+        mine = table.c.image_id == change.image_id
+        stored = dict(conn.execute(
+            select(table.c.name, table.c.value).where(mine, table.c.name.in_(change.properties))
+        ).all())
+        changed = tuple(name for name, (read, _) in change.properties.items()
+                        if stored.get(name) != read)
+        if changed:
+            raise _stale(change.image_id, changed)
+        gone = [name for name, (_, new) in change.properties.items() if new is None]
+        if gone:
+            conn.execute(delete(table).where(mine, table.c.name.in_(gone)))
+        for name, (read, new) in change.properties.items():
+            if new is not None and read is not None:
+                conn.execute(update(table).where(mine, table.c.name == name).values(value=new))
+        added = [{"image_id": change.image_id, "name": name, "value": new}
+                 for name, (read, new) in change.properties.items()
+                 if new is not None and read is None]
+        if added:
+            conn.execute(insert(table), added)
+
+    @staticmethod
+    def _write_tags(conn: Connection, change: ImageChange) -> None:
+        mine = image_tags.c.image_id == change.image_id
+        if change.removed_tags:
+            removed = conn.execute(
+                delete(image_tags).where(mine, image_tags.c.value.in_(change.removed_tags))
+            ).rowcount
+            if removed != len(change.removed_tags):
+                raise _stale(change.image_id, ("tags",))
+        if change.added_tags:
+            present = set(conn.execute(
+                select(image_tags.c.value).where(mine, image_tags.c.value.in_(change.added_tags))
+            ).scalars())
+            new = [{"image_id": change.image_id, "value": tag}
+                   for tag in sorted(change.added_tags - present)]
+            if new:
+                conn.execute(insert(image_tags), new)
+
+    @staticmethod
+    def _write_locations(conn: Connection, change: ImageChange) -> None:
+        assert change.locations is not None
+        read, new = change.locations
+        mine = image_locations.c.image_id == change.image_id
+        stored = tuple(
+            Location(store, key) for store, key in conn.execute(
+                select(image_locations.c.store, image_locations.c.key)
+                .where(mine).order_by(image_locations.c.position)
+            ).all()
+        )
+        if stored != read:
+            raise _stale(change.image_id, ("locations",))
+        conn.execute(delete(image_locations).where(mine))
+        if new:
+            conn.execute(insert(image_locations), [
+                {"image_id": change.image_id, "position": i, "store": loc.store, "key": loc.key}
+                for i, loc in enumerate(new)
+            ])
+
+    @staticmethod
+    def _check_quotas(conn: Connection, change: ImageChange) -> None:
+        """Count the merged result: two writers each within a quota may not pass it together."""
+        grows = any(read is None and new is not None for read, new in change.properties.values())
+        limit = change.quotas.properties
+        if grows and limit is not None:
+            count = conn.execute(select(func.count()).where(
+                image_properties.c.image_id == change.image_id)).scalar_one()
+            if count > limit:
+                raise TooLarge(f"Maximum number of properties exceeded: {limit}")
+        limit = change.quotas.tags
+        if change.added_tags and limit is not None:
+            count = conn.execute(select(func.count()).where(
+                image_tags.c.image_id == change.image_id)).scalar_one()
+            if count > limit:
+                raise TooLarge(f"Maximum number of tags exceeded: {limit}")
 
     def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
         with write_transaction(self._engine, self._write_lock) as conn:
@@ -274,10 +407,10 @@ class SqlImageRepository:
 
     # -- listing ------------------------------------------------------------------------------
 
-    def _find(self, ctx: RequestContext, query: ListQuery) -> list[Image]:
+    def _find(self, query: ListQuery) -> list[Image]:
         where: list[ColumnElement[bool]] = [
             images.c.status.not_in(_HIDDEN_STATUSES),
-            _scope_clause(ctx, query.scope),
+            access_clause(query.access),
         ]
         where.extend(_condition_clause(c) for c in query.conditions)
         where.extend(
@@ -303,20 +436,6 @@ class SqlImageRepository:
                 select(*_ROW).where(*where).order_by(*order).limit(query.limit)
             ).all()
             return self._load(conn, rows)
-
-
-def _scope_clause(ctx: RequestContext, scope: Scope) -> ColumnElement[bool]:
-    vis = images.c.visibility
-    own = images.c.owner == ctx.project_id if ctx.project_id is not None else false()
-    if scope in (Scope.PUBLIC, Scope.COMMUNITY):
-        return vis == str(scope.value)
-    if ctx.is_admin:
-        return true() if scope in (Scope.ALL, Scope.DEFAULT) else vis == scope.value
-    if scope == Scope.ALL:
-        return or_(own, vis.in_((Visibility.PUBLIC.value, Visibility.COMMUNITY.value)))
-    if scope == Scope.DEFAULT:
-        return or_(own, vis == Visibility.PUBLIC.value)
-    return and_(vis == scope.value, own)
 
 
 def _condition_clause(cond: Condition) -> ColumnElement[bool]:

@@ -1,4 +1,10 @@
-"""The SQL schema. Alembic migrations in `migrations/` create exactly these tables."""
+"""The SQL schema. Alembic migrations in `migrations/` create exactly these tables.
+
+On MySQL/MariaDB every table is utf8mb4 with the binary collation (`MYSQL`): the server default
+(`utf8mb4_general_ci`) compares case- and accent-insensitively and ignores trailing spaces, so the
+tags "A" and "a " would collide on a primary key and filters would match what other databases do
+not. Property values are MEDIUMTEXT there, since TEXT holds only 64 KiB.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
+
+LONG_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 metadata = MetaData()
 
@@ -51,6 +60,8 @@ images = Table(
     Index("ix_images_visibility", "visibility"),
     Index("ix_images_checksum", "checksum"),
     Index("ix_images_os_hash_value", "os_hash_value"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
 )
 
 image_properties = Table(
@@ -58,8 +69,10 @@ image_properties = Table(
     metadata,
     Column("image_id", String(36), ForeignKey("images.id"), primary_key=True),
     Column("name", String(255), primary_key=True),
-    Column("value", Text, nullable=False),
+    Column("value", LONG_TEXT, nullable=False),
     Index("ix_image_properties_name", "name"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
 )
 
 image_tags = Table(
@@ -68,6 +81,8 @@ image_tags = Table(
     Column("image_id", String(36), ForeignKey("images.id"), primary_key=True),
     Column("value", String(255), primary_key=True),
     Index("ix_image_tags_value", "value"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
 )
 
 image_locations = Table(
@@ -77,4 +92,37 @@ image_locations = Table(
     Column("position", Integer, primary_key=True),
     Column("store", String(255), nullable=False),
     Column("key", String(1024), nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: Projects a shared image is offered to, and whether they accepted it.
+image_members = Table(
+    "image_members",
+    metadata,
+    Column("image_id", String(36), ForeignKey("images.id"), primary_key=True),
+    Column("member", String(255), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_image_members_member", "member"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: Image data to remove from a store, kept until it is removed (see `registry/deletions.py`).
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("store", String(255), nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("image_id", String(36)),
+    Column("due_at", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_deletions_due_at", "due_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
 )

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Forbidden, NotFound, RangeNotSatisfiable
 from glimpse.domain.images import Image, ImageStatus
-from glimpse.domain.ports import ImageRepository
-from glimpse.services import policy
+from glimpse.domain.ports import ImageRepository, MemberRepository
+from glimpse.services.members import membership
+from glimpse.services.policy import Policy
 from glimpse.services.ranges import ByteRange, parse_content_range, parse_range
 from glimpse.stores.base import Reader, Store
 from glimpse.stores.errors import InvalidRange, ObjectNotFound, StoreUnavailable
@@ -27,8 +28,11 @@ class Download:
 
 
 class DownloadService:
-    def __init__(self, repo: ImageRepository, stores: dict[str, Store]) -> None:
+    def __init__(self, repo: ImageRepository, members: MemberRepository, policy: Policy,
+                 stores: dict[str, Store]) -> None:
         self._repo = repo
+        self._members = members
+        self._policy = policy
         self._stores = stores
 
     async def open(
@@ -40,7 +44,8 @@ class DownloadService:
     ) -> Download:
         """Check access, resolve the range and open a reader before any byte is sent."""
         image = await self._repo.get(image_id)
-        policy.check_visible(ctx, image)
+        member = await membership(self._members, ctx, image)
+        self._policy.check("download_image", ctx, image, member, "download")
         if image.status == ImageStatus.DEACTIVATED and not ctx.is_admin:
             raise Forbidden("The requested image has been deactivated. "
                             "Image data download is forbidden.")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,16 +12,15 @@ from typing import Any
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from glimpse.domain.images import Image, Location, Visibility
-from glimpse.domain.ports import ImageRepository
-from glimpse.services import patch, policy
+from glimpse.domain.ports import ImageRepository, MemberRepository
+from glimpse.services import patch
+from glimpse.services.members import membership, membership_of
+from glimpse.services.mutations import Mutator
+from glimpse.services.policy import Policy
 from glimpse.services.query import parse_list_params
 from glimpse.services.schemas import Schemas
-from glimpse.services.versioning import mutate
 from glimpse.services.views import BASE_KEYS, image_document
-from glimpse.stores.base import Store
-from glimpse.stores.errors import StoreError
-
-log = logging.getLogger(__name__)
+from glimpse.services.visibility import listed
 
 #: Refused in a create body: attributes only the server sets.
 CREATE_FORBIDDEN = frozenset({"direct_url", "self", "file", "schema", "stores", "locations"})
@@ -52,13 +51,17 @@ class ImageService:
     def __init__(
         self,
         repo: ImageRepository,
-        stores: dict[str, Store],
+        members: MemberRepository,
+        mutate: Mutator,
+        policy: Policy,
         schemas: Schemas,
         limits: Limits,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._repo = repo
-        self._stores = stores
+        self._members = members
+        self.mutate = mutate
+        self._policy = policy
         self._schemas = schemas
         self._limits = limits
         self._clock = clock
@@ -67,12 +70,15 @@ class ImageService:
 
     async def get(self, ctx: RequestContext, image_id: str) -> Image:
         image = await self._repo.get(image_id)
-        policy.check_visible(ctx, image)
+        self._policy.check_visible(ctx, image, await membership(self._members, ctx, image))
         return image
 
     async def find(self, ctx: RequestContext, params: Sequence[tuple[str, str]]) -> Page:
-        query = parse_list_params(params, self._limits.default_page, self._limits.max_page)
-        images = await self._repo.find(ctx, query)
+        self._policy.check_list(ctx)
+        listing = parse_list_params(params, self._limits.default_page, self._limits.max_page)
+        access = listed(ctx, listing.visibility, listing.member_status)
+        query = dataclasses.replace(listing.query, access=access)
+        images = await self._repo.find(query)
         return Page(images, full=len(images) == query.limit and query.limit > 0)
 
     # -- create -------------------------------------------------------------------------------
@@ -90,9 +96,10 @@ class ImageService:
         self._schemas.validate_image(body)
         now = self._clock().replace(microsecond=0)  # Glance shows and filters whole seconds
         owner = body.get("owner", ctx.project_id)
-        policy.check_owner_change(ctx, owner)
+        self._policy.check_create(ctx, owner)
+        self._policy.check_owner_change(ctx, owner)
         visibility = body.get("visibility", Visibility.SHARED.value)
-        policy.check_visibility_change(ctx, visibility)
+        self._policy.check_visibility(ctx, visibility, owner)
         image = Image(id=body.get("id") or str(uuid.uuid4()), owner=owner, created_at=now,
                       updated_at=now)
         document = image_document(image)
@@ -107,17 +114,18 @@ class ImageService:
         self, ctx: RequestContext, image_id: str, media_type: str, body: Any
     ) -> Image:
         changes = patch.parse(media_type, body)
+        member = await membership_of(self._members, ctx, image_id)
 
         def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "modify")
+            self._policy.check("modify_image", ctx, image, member, "modify")
             document = image_document(image)
             for item in changes:
                 patch.apply(document, item)
             self._schemas.validate_image(document)
             if document["owner"] != image.owner:
-                policy.check_owner_change(ctx, document["owner"])
+                self._policy.check_owner_change(ctx, document["owner"])
             if document["visibility"] != image.visibility:
-                policy.check_visibility_change(ctx, document["visibility"])
+                self._policy.check_visibility(ctx, document["visibility"], image.owner)
             for name in ("disk_format", "container_format"):
                 if document[name] != getattr(image, name) and not image.formats_changeable:
                     raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
@@ -151,46 +159,43 @@ class ImageService:
     # -- status actions -----------------------------------------------------------------------
 
     async def deactivate(self, ctx: RequestContext, image_id: str) -> Image:
+        member = await membership_of(self._members, ctx, image_id)
+
         def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "deactivate")
+            self._policy.check("deactivate", ctx, image, member, "deactivate")
             image.deactivate()
 
         return await self.mutate(image_id, change)
 
     async def reactivate(self, ctx: RequestContext, image_id: str) -> Image:
+        member = await membership_of(self._members, ctx, image_id)
+
         def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "reactivate")
+            self._policy.check("reactivate", ctx, image, member, "reactivate")
             image.reactivate()
 
         return await self.mutate(image_id, change)
 
     async def delete(self, ctx: RequestContext, image_id: str) -> None:
-        gone: list[Location] = []
+        """Mark the image deleted; its data goes through recorded deletion jobs (`Cleanup`)."""
 
-        def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "delete")
-            gone[:] = image.delete()
+        member = await membership_of(self._members, ctx, image_id)
+
+        def change(image: Image) -> Iterable[Location]:
+            self._policy.check("delete_image", ctx, image, member, "delete")
+            return image.delete()
 
         await self.mutate(image_id, change)
-        for location in gone:
-            store = self._stores.get(location.store)
-            if store is None:
-                log.warning("image %s: no store %r to delete %s from", image_id, location.store,
-                            location.key)
-                continue
-            try:
-                await store.delete(location.key)
-            except StoreError as exc:
-                log.warning("image %s: could not delete its data: %s", image_id, exc)
 
     # -- tags ---------------------------------------------------------------------------------
 
     async def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         if len(tag) > 255 or not tag:
             raise Invalid("Tags must be between 1 and 255 characters long.")
+        member = await membership_of(self._members, ctx, image_id)
 
         def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "modify")
+            self._policy.check("modify_image", ctx, image, member, "modify")
             image.tags.add(tag)
             if len(image.tags) > self._limits.tag_quota:
                 raise TooLarge(f"Maximum number of tags exceeded: {self._limits.tag_quota}")
@@ -198,13 +203,12 @@ class ImageService:
         await self.mutate(image_id, change)
 
     async def delete_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        member = await membership_of(self._members, ctx, image_id)
+
         def change(image: Image) -> None:
-            policy.check_owner(ctx, image, "modify")
+            self._policy.check("modify_image", ctx, image, member, "modify")
             if tag not in image.tags:
                 raise NotFound(f"Tag {tag} not found on image {image_id}.")
             image.tags.discard(tag)
 
         await self.mutate(image_id, change)
-
-    async def mutate(self, image_id: str, change: Callable[[Image], object]) -> Image:
-        return await mutate(self._repo, image_id, change)

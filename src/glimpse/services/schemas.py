@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, ValidationError, validators
 
 from glimpse.domain.errors import Invalid
+from glimpse.services.bounds import INT32_MAX, INT64_MAX
 
 UUID_PATTERN = (
     "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
@@ -44,8 +46,9 @@ def image_schema(disk_formats: Iterable[str], container_formats: Iterable[str]) 
                              "algorithm specified by the os_hash_algo", maxLength=128),
         "owner": {"type": ["null", "string"], "maxLength": 255,
                   "description": "Owner of the image"},
-        "size": _ro(["null", "integer"], "Size of image file in bytes"),
-        "virtual_size": _ro(["null", "integer"], "Virtual size of image in bytes"),
+        "size": _ro(["null", "integer"], "Size of image file in bytes", maximum=INT64_MAX),
+        "virtual_size": _ro(["null", "integer"], "Virtual size of image in bytes",
+                            maximum=INT64_MAX),
         "container_format": {"type": ["null", "string"],
                              "enum": [None, *container_formats],
                              "description": "Format of the container"},
@@ -56,9 +59,9 @@ def image_schema(disk_formats: Iterable[str], container_formats: Iterable[str]) 
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 255},
                  "description": "List of strings related to the image"},
         "direct_url": _ro("string", "URL to access the image file kept in external store"),
-        "min_ram": {"type": "integer", "minimum": 0,
+        "min_ram": {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
                     "description": "Amount of ram (in MB) required to boot image."},
-        "min_disk": {"type": "integer", "minimum": 0,
+        "min_disk": {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
                      "description": "Amount of disk space (in GB) required to boot image."},
         "self": _ro("string", "An image self url"),
         "file": _ro("string", "An image file url"),
@@ -156,6 +159,24 @@ def members_schema() -> dict[str, Any]:
     }
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterable[Any]:
+    """`pattern` as JSON Schema (ECMA 262) reads it: a final `$` matches only at the very end.
+
+    Python's `$` also matches before a final newline, so `"<uuid>\\n"` would pass the id pattern,
+    be stored, and then break the `Location` header of the response.
+    """
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = pattern.endswith("$") and not pattern.endswith("\\$")
+    strict = pattern[:-1] + r"\Z" if anchored else pattern
+    if re.search(strict, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft4Validator, {"pattern": _pattern})
+
+
 class Schemas:
     """The schemas of one configuration, with validators compiled once."""
 
@@ -164,7 +185,7 @@ class Schemas:
         self.images = images_schema(self.image)
         self.member = member_schema()
         self.members = members_schema()
-        self._image_validator = Draft4Validator(self.image)
+        self._image_validator = _Validator(self.image)
 
     def by_name(self) -> dict[str, dict[str, Any]]:
         return {"image": self.image, "images": self.images, "member": self.member,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import logging
 import uuid
@@ -27,12 +28,15 @@ from typing import Protocol
 
 from anyio import CancelScope, to_thread
 
+from glimpse.domain.changes import diff
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, StaleImage, TooLarge
 from glimpse.domain.images import Digest, Image, ImageStatus, Location
-from glimpse.domain.ports import ImageRepository
-from glimpse.services import policy
-from glimpse.services.versioning import mutate
+from glimpse.domain.ports import ImageRepository, MemberRepository
+from glimpse.services.cleanup import Cleanup
+from glimpse.services.members import membership_of
+from glimpse.services.mutations import Mutator
+from glimpse.services.policy import Policy
 from glimpse.stores.base import Store, Writer
 
 log = logging.getLogger(__name__)
@@ -83,11 +87,19 @@ class UploadService:
     def __init__(
         self,
         repo: ImageRepository,
+        members: MemberRepository,
+        mutate: Mutator,
+        policy: Policy,
+        cleanup: Cleanup,
         stores: dict[str, Store],
         settings: UploadSettings,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._repo = repo
+        self._members = members
+        self._policy = policy
+        self._mutate = mutate
+        self._cleanup = cleanup
         self._stores = stores
         self._settings = settings
         self._clock = clock
@@ -114,38 +126,38 @@ class UploadService:
             raise TooLarge(f"Image size {declared_size} exceeds the limit of {cap} bytes.")
         upload_id = str(uuid.uuid4())
 
+        member = await membership_of(self._members, ctx, image_id)
+
         def begin(image: Image) -> None:
-            policy.check_owner(ctx, image, "upload data to")
+            self._policy.check("upload_image", ctx, image, member, "upload data to")
             image.begin_upload(upload_id, self._clock())
 
-        await mutate(self._repo, image_id, begin)
+        await self._mutate(image_id, begin)
         store = self._store
-        key = data_key(image_id, upload_id)
+        location = Location(store.id, data_key(image_id, upload_id))
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(image_id, upload_id, lost))
-        committed = False
         try:
-            writer = await store.open_writer(key)
+            writer = await store.open_writer(location.key)
             try:
                 digest = await self._stream(chunks, writer, declared_size, lost)
                 await writer.commit()
-                committed = True
             except BaseException:
                 with CancelScope(shield=True):
                     await writer.abort()
                 raise
 
             def finish(image: Image) -> None:
-                image.finish_upload(upload_id, digest, Location(store.id, key))
+                image.finish_upload(upload_id, digest, location)
 
             try:
-                return await mutate(self._repo, image_id, finish)
+                return await self._mutate(image_id, finish)
             except NotFound as exc:
                 raise Gone(f"Image {image_id} was deleted during the upload; "
                            "its data has been discarded.") from exc
         except BaseException:
             with CancelScope(shield=True):
-                await self._give_back(image_id, upload_id, key if committed else None)
+                await self._give_back(image_id, upload_id, location)
             raise
         finally:
             heartbeat.cancel()
@@ -218,23 +230,21 @@ class UploadService:
                 lost.set()
                 return
 
-    async def _give_back(self, image_id: str, upload_id: str, committed_key: str | None) -> None:
-        """After a failed upload: remove committed data, return the image to queued."""
-        if committed_key is not None:
-            try:
-                await self._store.discard(committed_key)
-            except Exception:
-                log.exception("image %s: could not discard data %s", image_id, committed_key)
+    async def _give_back(self, image_id: str, upload_id: str, location: Location) -> None:
+        """After a failed upload: return the image to queued and remove whatever was written
+        (committed or partial), through a deletion job recorded with the status change."""
 
-        def restore(image: Image) -> None:
-            image.fail_upload(upload_id)
+        def restore(image: Image) -> list[Location]:
+            return [location] if image.fail_upload(upload_id) else []
 
         try:
-            await mutate(self._repo, image_id, restore)
+            await self._mutate(image_id, restore)
+            return
         except NotFound:
-            pass
+            pass  # deleted meanwhile: no image change accounts for the data
         except Exception:
             log.exception("image %s: could not return it to queued", image_id)
+        await self._cleanup.discard([location], image_id)
 
     # -- the reaper -------------------------------------------------------------------------------
 
@@ -248,29 +258,35 @@ class UploadService:
         upload_id = stale.upload_id
         if upload_id is None:
             return False
+        location = Location(self._settings.store_id, data_key(stale.id, upload_id))
         if stale.status == ImageStatus.DELETED:
-            stale.release_upload()
+            released = copy.deepcopy(stale)
+            released.release_upload()
+            change = diff(stale, released, [location])
             try:
-                await self._repo.save(stale)
+                await self._repo.update(change)
             except (StaleImage, NotFound):
                 return False  # another reaper got there first
+            await self._cleanup.run(list(change.discard))
         else:
             took: list[bool] = []
 
-            def reset(image: Image) -> None:
+            def reset(image: Image) -> list[Location]:
+                took.clear()  # decided afresh on every attempt
                 heartbeat = image.upload_heartbeat
                 if heartbeat is not None and heartbeat >= cutoff:
-                    return  # it came back to life
-                if image.fail_upload(upload_id):
-                    took.append(True)
+                    return []  # it came back to life
+                if not image.fail_upload(upload_id):
+                    return []
+                took.append(True)
+                return [location]
 
             try:
-                await mutate(self._repo, stale.id, reset)
+                await self._mutate(stale.id, reset)
             except (NotFound, Conflict):
                 return False
             if not took:
                 return False
-        await self._store.discard(data_key(stale.id, upload_id))
         log.warning("image %s: upload %s stopped without finishing; partial data removed and "
                     "the image returned to queued (unless deleted)", stale.id, upload_id)
         return True

@@ -1,12 +1,14 @@
-"""The versions document: `GET /` → 300 and `GET /versions` → 200, as Glance sends them."""
+"""The versions document: `GET /` → 300 and `GET /versions` → 200, as Glance sends them; and
+`GET /healthcheck` → 200 `OK` in plain text, as oslo.middleware's healthcheck (load balancers
+probe it). All three answer without credentials (`identity.PUBLIC_PATHS`)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from glimpse.api.bodies import base_url, json_response
-from glimpse.api.routing import resource
+from glimpse.api.routing import Operation, Reply, describe, ref, resource
 from glimpse.api.wiring import services
 
 CURRENT = "2.17"
@@ -24,15 +26,33 @@ def document(request: Request) -> dict[str, object]:
     }
 
 
+@describe(Operation(
+    "listVersionsRoot", "The API versions, as a 300 Multiple Choices.",
+    replies={300: Reply("The versions.", ref("versions"))},
+))
 async def multiple_choices(request: Request) -> Response:
     return json_response(document(request), status=300)
 
 
+@describe(Operation(
+    "listVersions", "The API versions.",
+    replies={200: Reply("The versions.", ref("versions"))},
+))
 async def versions(request: Request) -> Response:
     return json_response(document(request))
+
+
+@describe(Operation(
+    "healthcheck", "Whether this server answers: `OK`, in plain text, without credentials.",
+    replies={200: Reply("The server is up.", {"type": "string", "const": "OK"},
+                        media_type="text/plain")},
+))
+async def healthcheck(_request: Request) -> Response:
+    return PlainTextResponse("OK")
 
 
 routes = [
     resource("/", get=multiple_choices),
     resource("/versions", get=versions),
+    resource("/healthcheck", get=healthcheck),
 ]
