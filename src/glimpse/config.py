@@ -65,6 +65,16 @@ class Settings:
         default="",
         metadata={"help": "YAML file overriding Glance's default policy rules, by rule name"},
     )
+    property_protection_file: str = field(
+        default="",
+        metadata={"help": "Glance's INI file of property protections (docs/protections.md); "
+                          "empty: none"},
+    )
+    property_protection_rule_format: str = field(
+        default="roles",
+        metadata={"help": "format of property_protection_file: roles (policies is not "
+                          "supported)"},
+    )
     max_request_body_size: int = field(
         default=114688, metadata={"help": "largest JSON request body, in bytes"}
     )
@@ -202,6 +212,7 @@ class Settings:
         _check_endpoint(self.public_endpoint)
         _check_host(self.host, self.port)
         _check_identity(self)
+        _check_protections(self)
         return dataclasses.replace(self, log_level=self.log_level.lower())
 
 
@@ -257,6 +268,25 @@ def _check_host(host: str, port: int) -> None:
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"host: cannot resolve {host!r}: {reason}") from exc
+
+
+def _check_protections(settings: Settings) -> None:
+    """The rule format must be `roles` (Glance's `policies` is not built), and the file, when
+    set, must load: a broken one would otherwise surface per request."""
+    from glimpse.services.protections import RULE_FORMATS, PropertyRules, ProtectionFileError
+
+    rule_format = settings.property_protection_rule_format
+    if rule_format not in RULE_FORMATS:
+        raise ConfigError(f"property_protection_rule_format: unknown format {rule_format!r}; "
+                          "use roles")
+    if rule_format != "roles":
+        raise ConfigError("property_protection_rule_format: 'policies' is not supported; "
+                          "write the file in the roles format (docs/protections.md)")
+    if settings.property_protection_file:
+        try:
+            PropertyRules.from_file(settings.property_protection_file)
+        except ProtectionFileError as exc:
+            raise ConfigError(f"property_protection_file: {exc}") from exc
 
 
 AUTH_MODES = ("noauth", "keystone", "tokens")

@@ -43,6 +43,7 @@ CHECKS = (
     "ensure_resource_availability",
 )
 
+
 def config() -> schemathesis.Config:
     checks: dict[str, Any] = {"enabled": False}
     checks.update({name: {"enabled": True} for name in CHECKS})

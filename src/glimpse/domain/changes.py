@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Image, Location
+from glimpse.domain.quotas import ProjectLimits
 
 #: Attributes the rules read (status machine, ownership and visibility checks, protection,
 #: format rules, upload claims): every save checks they are unchanged since its read.
@@ -29,10 +30,13 @@ COLUMNS = ("name", "status", "visibility", "protected", "os_hidden", "disk_forma
 
 @dataclass(frozen=True)
 class Quotas:
-    """Per-image limits the registry checks inside the transaction that would pass them."""
+    """Limits the registry checks inside the transaction that would pass them: per image
+    (`properties`, `tags`), and `project`, the limits of the image owner's project, checked
+    (serialized per project) when the change grows what one of them counts."""
 
     properties: int | None = None
     tags: int | None = None
+    project: ProjectLimits = ProjectLimits()
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from glimpse.services import patch
 from glimpse.services.members import membership, membership_of
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
+from glimpse.services.protections import UNPROTECTED, PropertyAccess, PropertyRules
 from glimpse.services.query import parse_list_params
 from glimpse.services.schemas import Schemas
-from glimpse.services.views import BASE_KEYS, image_document
+from glimpse.services.views import BASE_KEYS, editable_copy
 from glimpse.services.visibility import listed
 
 #: Refused in a create body: attributes only the server sets.
@@ -57,8 +58,10 @@ class ImageService:
         schemas: Schemas,
         limits: Limits,
         clock: Callable[[], datetime] = _now,
+        protections: PropertyRules = UNPROTECTED,
     ) -> None:
         self._repo = repo
+        self._protections = protections
         self._members = members
         self.mutate = mutate
         self._policy = policy
@@ -67,6 +70,11 @@ class ImageService:
         self._clock = clock
 
     # -- reads --------------------------------------------------------------------------------
+
+    def access(self, ctx: RequestContext) -> PropertyAccess:
+        """What `ctx` may do to extra properties: the views of its images leave out those it
+        may not read (`views.image_document(image, access)`)."""
+        return self._protections.access(ctx)
 
     async def get(self, ctx: RequestContext, image_id: str) -> Image:
         image = await self._repo.get(image_id)
@@ -102,10 +110,13 @@ class ImageService:
         self._policy.check_visibility(ctx, visibility, owner)
         image = Image(id=body.get("id") or str(uuid.uuid4()), owner=owner, created_at=now,
                       updated_at=now)
-        document = image_document(image)
+        document = editable_copy(image).document
         document.update(body)
         document["owner"] = owner
         self._load_document(image, document)
+        access = self.access(ctx)
+        for name in image.properties:
+            access.check("create", name)
         return await self._repo.add(image)
 
     # -- update -------------------------------------------------------------------------------
@@ -115,12 +126,14 @@ class ImageService:
     ) -> Image:
         changes = patch.parse(media_type, body)
         member = await membership_of(self._members, ctx, image_id)
+        access = self.access(ctx)
 
         def change(image: Image) -> None:
             self._policy.check("modify_image", ctx, image, member, "modify")
-            document = image_document(image)
+            editable = editable_copy(image, access)
+            document = editable.document
             for item in changes:
-                patch.apply(document, item)
+                patch.apply(document, item, editable.guard)
             self._schemas.validate_image(document)
             if document["owner"] != image.owner:
                 self._policy.check_owner_change(ctx, document["owner"])
@@ -129,12 +142,14 @@ class ImageService:
             for name in ("disk_format", "container_format"):
                 if document[name] != getattr(image, name) and not image.formats_changeable:
                     raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
-            self._load_document(image, document)
+            self._load_document(image, document, editable.hidden)
 
         return await self.mutate(image_id, change)
 
-    def _load_document(self, image: Image, document: dict[str, Any]) -> None:
-        """Copy a validated document's settable attributes and extra properties into `image`."""
+    def _load_document(self, image: Image, document: dict[str, Any],
+                       hidden: dict[str, str] | None = None) -> None:
+        """Copy a validated document's settable attributes and extra properties into `image`,
+        with the `hidden` properties (those the caller may not read) kept as they were."""
         image.name = document["name"]
         image.visibility = Visibility(document["visibility"])
         image.protected = document["protected"]
@@ -150,6 +165,7 @@ class ImageService:
         image.properties = {
             k: v for k, v in document.items() if k not in BASE_KEYS and v is not None
         }
+        image.properties.update(hidden or {})
         if len(image.properties) > self._limits.property_quota:
             raise TooLarge(f"Maximum number of properties exceeded: "
                            f"{self._limits.property_quota}")

@@ -9,6 +9,7 @@ Only add, remove and replace exist; paths are one level deep. The rules that dep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -31,6 +32,9 @@ EDITABLE = frozenset({"name", "visibility", "protected", "os_hidden", "disk_form
 
 _MISSING: Any = object()
 ChangeOp = Literal["add", "remove", "replace"]
+#: Refuses (by raising) a change of an extra property: `(operation, name)`, the operation one
+#: of "create", "update", "delete".
+Guard = Callable[[Literal["create", "update", "delete"], str], None]
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,14 @@ def parse(media_type: str, body: Any) -> list[Change]:
     return changes
 
 
-def apply(document: dict[str, Any], change: Change) -> None:
+def apply(document: dict[str, Any], change: Change, guard: Guard | None = None) -> None:
     """Apply one change to an image document in place, enforcing the per-attribute rules.
 
-    Rules that depend on the caller or the image status (owner, formats, visibility) are checked
-    by the service after the whole patch has been applied.
+    Before an extra property is changed, `guard(operation, name)` may refuse it (property
+    protections): "create" for an add of an absent property, "update" for an add or replace of a
+    present one, "delete" for a remove, as Glance checks them. Rules that depend on the caller or
+    the image status (owner, formats, visibility) are checked by the service after the whole
+    patch has been applied.
     """
     segments = decode_pointer(change.path)
     name = segments[0]
@@ -113,6 +120,8 @@ def apply(document: dict[str, Any], change: Change) -> None:
             raise Forbidden(f"Properties {name} cannot be removed.")
         if not exists:
             raise Conflict(f"Property {name} does not exist.")
+        if guard is not None:
+            guard("delete", name)
         del document[name]
         return
     if change.op == "add" and change.legacy and (exists or name in EDITABLE):
@@ -121,4 +130,6 @@ def apply(document: dict[str, Any], change: Change) -> None:
         raise Conflict(f"Property {name} does not exist.")
     if len(name) > 255:
         raise Invalid(f"Property name is longer than 255 characters: {name[:32]}...")
+    if guard is not None and name not in EDITABLE:
+        guard("update" if exists else "create", name)
     document[name] = change.value

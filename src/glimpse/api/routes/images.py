@@ -96,7 +96,8 @@ LIST_PARAMS = (
     replies={201: Reply("The created image.", ref("image"), headers=("Location",),
                         links=_links(_BY_BODY, *_ANY_ID_LINKS))},
     errors={400: "The body is not a JSON object matching the image schema.",
-            403: "A read-only or reserved attribute, or a change only admins may make.",
+            403: "A read-only or reserved attribute, a protected property, or a change only "
+                 "admins may make.",
             409: "An image with this id exists.",
             413: "The body, or its number of properties or tags, is over a limit.",
             415: "The body is not `application/json`."},
@@ -106,9 +107,11 @@ async def create(request: Request) -> Response:
     body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object.")
-    image = await svc.images.create(context(request), body)
+    ctx = context(request)
+    image = await svc.images.create(ctx, body)
     location = base_url(request, svc.settings.public_endpoint) + f"v2/images/{image.id}"
-    return json_response(image_document(image), status=201, headers={"Location": location})
+    return json_response(image_document(image, svc.images.access(ctx)), status=201,
+                         headers={"Location": location})
 
 
 @describe(Operation(
@@ -122,10 +125,12 @@ async def create(request: Request) -> Response:
 async def index(request: Request) -> Response:
     svc = services(request)
     params = request.query_params.multi_items()
-    page = await svc.images.find(context(request), params)
+    ctx = context(request)
+    page = await svc.images.find(ctx, params)
+    access = svc.images.access(ctx)
     kept = [(k, v) for k, v in params if k != "marker"]
     document: dict[str, Any] = {
-        "images": [image_document(i) for i in page.images],
+        "images": [image_document(i, access) for i in page.images],
         "first": "/v2/images" + (f"?{urlencode(kept)}" if kept else ""),
         "schema": "/v2/schemas/images",
     }
@@ -140,8 +145,9 @@ async def index(request: Request) -> Response:
     errors={404: NOT_FOUND},
 ))
 async def show(request: Request) -> Response:
-    image = await services(request).images.get(context(request), image_id(request))
-    return json_response(image_document(image))
+    images, ctx = services(request).images, context(request)
+    image = await images.get(ctx, image_id(request))
+    return json_response(image_document(image, images.access(ctx)))
 
 
 @takes_body
@@ -152,7 +158,8 @@ async def show(request: Request) -> Response:
     replies={200: Reply("The changed image.", ref("image"),
                         links=_links(_BY_BODY, "showImage", "deleteImage", "uploadImageData"))},
     errors={400: "The patch is malformed or its result does not match the image schema.",
-            403: "A read-only, reserved or base attribute, or a change only admins may make.",
+            403: "A read-only, reserved or base attribute, a protected property, or a change "
+                 "only admins may make.",
             404: NOT_FOUND,
             409: "The property to replace or remove is absent (or present, for a v2.0 add), "
                  "or the image was changed concurrently past the retries.",
@@ -168,8 +175,9 @@ async def update(request: Request) -> Response:
                        f"{', '.join(patch.MEDIA_TYPES)}.",
                        headers={"Accept-Patch": ", ".join(patch.MEDIA_TYPES)})
     body = await read_json(request, svc.settings.max_request_body_size, patch.MEDIA_TYPES)
-    image = await svc.images.update(context(request), image_id(request), kind, body)
-    return json_response(image_document(image))
+    ctx = context(request)
+    image = await svc.images.update(ctx, image_id(request), kind, body)
+    return json_response(image_document(image, svc.images.access(ctx)))
 
 
 @describe(Operation(
