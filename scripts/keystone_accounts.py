@@ -9,7 +9,7 @@ Run by `scripts/keystone` (standard library only, so any Python 3 will do):
         Point the identity endpoints at URL, then create (all in domain Default):
         - project `service` with user `glimpse` holding admin and service there (what
           keystonemiddleware's auth_token needs to validate tokens);
-        - projects `alpha` and `beta`, each with users `<project>-member` (role member, which
+        - projects `alpha`, `beta` and `gamma`, each with users `<project>-member` (role member, which
           implies reader) and `<project>-reader` (role reader);
         - service `glance` of type `image` with public, internal and admin endpoints at IMAGE_URL;
         and write the facts the tests need to FACTS_JSON (see `facts` below for its shape).
@@ -40,7 +40,7 @@ REGION = "RegionOne"
 DOMAIN = "Default"
 INTERFACES = ("public", "internal", "admin")
 #: Projects the tests act in, and the users each gets: name suffix → role assigned.
-TEST_PROJECTS = ("alpha", "beta")
+TEST_PROJECTS = ("alpha", "beta", "gamma")
 TEST_ROLES = {"member": "member", "reader": "reader"}
 
 

@@ -61,6 +61,26 @@ class Settings:
     image_member_quota: int = field(
         default=128, metadata={"help": "members per image (-1: no limit)"}
     )
+    image_location_quota: int = field(
+        default=10, metadata={"help": "locations per image (-1: no limit)"}
+    )
+    # -- per-project quotas (docs/quotas.md); -1: no limit --
+    image_count_total: int = field(
+        default=-1, metadata={"help": "images a project may own (-1: no limit)"}
+    )
+    image_size_total: int = field(
+        default=-1, metadata={"help": "bytes of image data a project may store (-1: no limit)"}
+    )
+    image_stage_total: int = field(
+        default=-1, metadata={"help": "bytes a project may hold in staging (-1: no limit)"}
+    )
+    image_count_uploading: int = field(
+        default=-1, metadata={"help": "images of a project uploading at once (-1: no limit)"}
+    )
+    use_keystone_limits: bool = field(
+        default=False, metadata={"help": "take project limits from Keystone unified limits "
+                                         "(not implemented yet)"}
+    )
     policy_file: str = field(
         default="",
         metadata={"help": "YAML file overriding Glance's default policy rules, by rule name"},
@@ -189,8 +209,13 @@ class Settings:
         for name in ("image_property_quota", "image_tag_quota"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be 0 or more")
-        if self.image_member_quota < -1:
-            raise ConfigError("image_member_quota: must be -1 (no limit), 0 or more")
+        for name in ("image_member_quota", *CAN_BE_UNLIMITED):
+            if getattr(self, name) < -1:
+                raise ConfigError(f"{name}: must be -1 (no limit), 0 or more")
+        if self.use_keystone_limits:
+            raise ConfigError(
+                "use_keystone_limits: Keystone unified limits are not implemented yet; set "
+                "the project limits with " + ", ".join(PROJECT_QUOTAS) + " (docs/quotas.md)")
         if self.policy_file and not Path(self.policy_file).is_file():
             raise ConfigError(f"policy_file: no such file {self.policy_file}")
         if self.port > 65535:
@@ -216,6 +241,11 @@ class Settings:
         return dataclasses.replace(self, log_level=self.log_level.lower())
 
 
+#: The per-project quotas (Glance's unified-limit names).
+PROJECT_QUOTAS = ("image_size_total", "image_stage_total", "image_count_total",
+                  "image_count_uploading")
+#: Quotas where -1 means no limit.
+CAN_BE_UNLIMITED = ("image_location_quota", *PROJECT_QUOTAS)
 #: Integer settings that must be above 0.
 _POSITIVE = ("port", "image_size_cap", "limit_param_default", "api_limit_max",
              "max_request_body_size", "max_request_line", "max_header_line", "max_header_size",
@@ -273,16 +303,17 @@ def _check_host(host: str, port: int) -> None:
 def _check_protections(settings: Settings) -> None:
     """The rule format must be `roles` (Glance's `policies` is not built), and the file, when
     set, must load: a broken one would otherwise surface per request."""
-    from glimpse.services.protections import RULE_FORMATS, PropertyRules, ProtectionFileError
-
     rule_format = settings.property_protection_rule_format
-    if rule_format not in RULE_FORMATS:
-        raise ConfigError(f"property_protection_rule_format: unknown format {rule_format!r}; "
-                          "use roles")
-    if rule_format != "roles":
+    if rule_format == "policies":
         raise ConfigError("property_protection_rule_format: 'policies' is not supported; "
                           "write the file in the roles format (docs/protections.md)")
+    if rule_format != "roles":
+        raise ConfigError(f"property_protection_rule_format: unknown format {rule_format!r}; "
+                          "use roles")
     if settings.property_protection_file:
+        # Imported only here: the rules pull in the policy engine, which other commands skip.
+        from glimpse.services.protections import PropertyRules, ProtectionFileError
+
         try:
             PropertyRules.from_file(settings.property_protection_file)
         except ProtectionFileError as exc:

@@ -206,3 +206,11 @@ def test_no_head_on_file(api: httpx.Client) -> None:
     resp = api.head(f"/v2/images/{image['id']}/file")
     assert resp.status_code == 405
     assert {m.strip() for m in resp.headers["allow"].split(",")} == {"GET", "PUT"}
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH"])
+def test_trailing_slash_is_not_redirected(api: httpx.Client, method: str) -> None:
+    """`/v2/images/` names an image with an empty id: 404, as Glance (no 307 to the list)."""
+    resp = api.request(method, "/v2/images/")
+    assert resp.status_code == 404, resp.status_code
+    assert "location" not in resp.headers

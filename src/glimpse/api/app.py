@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from glimpse.api import errors
 from glimpse.api.identity import Authenticator, NoAuth
 from glimpse.api.middleware import ASGIApp, EdgeMiddleware
-from glimpse.api.routes import data, images, members, schemas, versions
+from glimpse.api.routes import data, images, info, members, schemas, versions
 from glimpse.api.wiring import Services
 from glimpse.config import Settings
 from glimpse.domain.changes import Quotas
@@ -19,12 +19,15 @@ from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.engine import concurrency, make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.members import SqlMemberRepository
+from glimpse.registry.usage import SqlUsage
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
 from glimpse.services.members import MemberService
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
+from glimpse.services.protections import UNPROTECTED, PropertyRules
+from glimpse.services.quotas import ConfiguredLimits, QuotaService
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores.base import Store
@@ -43,6 +46,9 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
     jobs = SqlDeletionJobs(engine, lease=lease)
     members = SqlMemberRepository(engine)
     policy = Policy(settings.policy_file or None)
+    # Compiled once per process; `config` has already refused a broken file.
+    protections = (PropertyRules.from_file(settings.property_protection_file)
+                   if settings.property_protection_file else UNPROTECTED)
     stores: dict[str, Store] = {STORE_ID: FilesystemStore(settings.images_dir, STORE_ID)}
     schemas_ = Schemas(settings.disk_formats, settings.container_formats)
     limits = Limits(
@@ -59,21 +65,33 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
         stale_after=settings.upload_stale_after,
     )
     cleanup = Cleanup(jobs, stores, interval=settings.cleanup_interval)
+    # `config` refuses use_keystone_limits until a Keystone-backed `QuotaSource` exists.
+    usage = SqlUsage(engine)
+    quotas = QuotaService(ConfiguredLimits.of(
+        image_size_total=settings.image_size_total,
+        image_stage_total=settings.image_stage_total,
+        image_count_total=settings.image_count_total,
+        image_count_uploading=settings.image_count_uploading,
+    ), usage)
     mutate = Mutator(repo, cleanup, timeout=settings.write_retry_timeout,
                      quotas=Quotas(properties=settings.image_property_quota,
                                    tags=settings.image_tag_quota))
     built = Services(
         settings=settings,
         schemas=schemas_,
-        images=ImageService(repo, members, mutate, policy, schemas_, limits),
-        uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings),
+        images=ImageService(repo, members, mutate, policy, schemas_, limits,
+                            protections=protections, quotas=quotas),
+        uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings,
+                              quotas=quotas),
         downloads=DownloadService(repo, members, policy, stores),
         members=MemberService(repo, members, policy, quota=(
             None if settings.image_member_quota < 0 else settings.image_member_quota)),
         cleanup=cleanup,
+        quotas=quotas,
     )
 
     def close() -> None:
+        usage.close()
         jobs.close()
         members.close()
         repo.close()
@@ -115,9 +133,10 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = Starlette(
         routes=[*versions.routes, *schemas.routes, *images.routes, *members.routes,
-                *data.routes],
+                *data.routes, *info.routes],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # Glance answers 404 to `/v2/images/`, not a redirect
     app.state.services = built
     return EdgeMiddleware(app, authenticator, access_log=settings.access_log)

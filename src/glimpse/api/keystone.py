@@ -191,12 +191,17 @@ def check_service_account(settings: Settings) -> str | None:
     )
     sess = session.Session(auth=auth, timeout=settings.keystone_timeout)
     try:
-        token = sess.get_token()
-        # Validating its own token needs the same right as validating anyone's.
-        # Through the catalog's internal identity endpoint, as auth_token reaches it.
+        access = auth.get_access(sess)
+        # Keystone's default identity:validate_token policy admits these roles (and a token's
+        # own subject, so validating our own token would prove nothing).
+        if not {"service", "admin"} & {r.lower() for r in access.role_names}:
+            raise ConfigError(f"keystone_username: {settings.keystone_username!r} may not "
+                              "validate tokens; give it the service role on "
+                              f"{settings.keystone_project_name!r}")
+        # Through the catalog's internal identity endpoint, as auth_token reaches Keystone.
         sess.get("/auth/tokens", endpoint_filter={"service_type": "identity",
                                                   "interface": "internal"},
-                 headers={"X-Subject-Token": token}, authenticated=True)
+                 headers={"X-Subject-Token": access.auth_token}, authenticated=True)
     except ksa.Unauthorized as exc:
         raise ConfigError(f"keystone_username: Keystone at {settings.keystone_auth_url} "
                           f"refused the service credentials ({exc.message})") from exc

@@ -13,6 +13,7 @@ from glimpse.services.cleanup import Cleanup
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
 from glimpse.services.members import MemberService
+from glimpse.services.quotas import QuotaService
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService
 
@@ -26,6 +27,7 @@ class Services:
     downloads: DownloadService
     members: MemberService
     cleanup: Cleanup
+    quotas: QuotaService
 
 
 def services(request: Request) -> Services:

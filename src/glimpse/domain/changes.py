@@ -36,7 +36,7 @@ class Quotas:
 
     properties: int | None = None
     tags: int | None = None
-    project: ProjectLimits = ProjectLimits()
+    project: ProjectLimits = field(default_factory=ProjectLimits)
 
 
 @dataclass(frozen=True)

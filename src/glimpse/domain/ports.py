@@ -14,6 +14,7 @@ from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Image
 from glimpse.domain.members import Member, MemberStatus
 from glimpse.domain.query import ListQuery
+from glimpse.domain.quotas import ProjectLimits, Usage
 
 
 class ImageRepository(Protocol):
@@ -24,8 +25,10 @@ class ImageRepository(Protocol):
     but `get` and `list` treat them as absent.
     """
 
-    async def add(self, image: Image) -> Image:
-        """Insert a new image. Raises `Conflict` if the id was ever used."""
+    async def add(self, image: Image, limits: ProjectLimits | None = None) -> Image:
+        """Insert a new image. Raises `Conflict` if the id was ever used, `TooLarge` if its
+        owner would then hold more images than `limits.image_count_total` (counted inside the
+        insert's transaction, serialized per project)."""
         ...
 
     async def get(self, image_id: str) -> Image:
@@ -37,7 +40,9 @@ class ImageRepository(Protocol):
 
         Checks `change.expected` against the stored attributes and the read values of the touched
         properties, tags and locations; then writes them, sets `updated_at`, enforces
-        `change.quotas` against the merged result (`TooLarge`), and records `change.discard` as
+        `change.quotas` against the merged result (`TooLarge`; the project limits of
+        `change.quotas.project` serialized per project, so that two changes that each fit cannot
+        pass one together), and records `change.discard` as
         deletion jobs (leased to the caller for `DeletionJobs` lease time, so that it runs them
         first). Returns the image as stored afterwards, other writers' merged changes included.
         Raises `StaleImage` naming the fields that changed meanwhile (a deleted image has changed
@@ -112,4 +117,13 @@ class MemberRepository(Protocol):
 
     async def remove(self, image_id: str, member_id: str) -> None:
         """Raises `NotFound` if `member_id` is no member of the image."""
+        ...
+
+
+class UsageRepository(Protocol):
+    """What each project holds, for the quotas of `glimpse.domain.quotas`."""
+
+    async def usage(self, project: str) -> Usage:
+        """What `project` holds now (a snapshot: the exact checks are the registry's, inside
+        the transactions that would pass a limit, see `ImageRepository.update`)."""
         ...

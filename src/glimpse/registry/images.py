@@ -41,10 +41,17 @@ from glimpse.domain.errors import (
 )
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.query import Condition, ListQuery, SortKey
+from glimpse.domain.quotas import ProjectLimits
 from glimpse.registry.access import access_clause
 from glimpse.registry.deletions import insert_deletions
 from glimpse.registry.engine import write_lock, write_transaction
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
+from glimpse.registry.usage import (
+    check_change,
+    check_new_image,
+    locked_project,
+    project_transaction,
+)
 
 T = TypeVar("T")
 
@@ -145,8 +152,8 @@ class SqlImageRepository:
 
     # -- port ---------------------------------------------------------------------------------
 
-    async def add(self, image: Image) -> Image:
-        return await self._run(self._add, image)
+    async def add(self, image: Image, limits: ProjectLimits | None = None) -> Image:
+        return await self._run(self._add, image, limits or ProjectLimits())
 
     async def get(self, image_id: str) -> Image:
         return await self._run(self._get, image_id)
@@ -165,12 +172,14 @@ class SqlImageRepository:
 
     # -- implementation -----------------------------------------------------------------------
 
-    def _add(self, image: Image) -> Image:
+    def _add(self, image: Image, limits: ProjectLimits) -> Image:
         image.version = 1
+        counted = image.owner if limits.image_count_total is not None else None
         try:
-            with write_transaction(self._engine, self._write_lock) as conn:
+            with project_transaction(self._engine, self._write_lock, counted) as conn:
                 conn.execute(insert(images).values(id=image.id, version=1, **_row_values(image)))
                 self._write_children(conn, image)
+                check_new_image(conn, counted, limits)
         except IntegrityError as exc:
             raise Conflict(f"Image with identifier {image.id} already exists!") from exc
         return image
@@ -196,7 +205,9 @@ class SqlImageRepository:
             values["deleted_at"] = _naive(now)
         guards = [_matches(images.c[name], _column_value(name, value))
                   for name, value in change.expected.items()]
-        with write_transaction(self._engine, self._write_lock) as conn:
+        # A change that grows a limited quota of its project holds the project's lock first.
+        project = locked_project(change)
+        with project_transaction(self._engine, self._write_lock, project) as conn:
             # Updating the image row first takes its lock (PostgreSQL, MariaDB; SQLite holds the
             # database's), so the child rows below cannot change under this transaction.
             result = conn.execute(
@@ -306,6 +317,7 @@ class SqlImageRepository:
                 image_tags.c.image_id == change.image_id)).scalar_one()
             if count > limit:
                 raise TooLarge(f"Maximum number of tags exceeded: {limit}")
+        check_change(conn, change)
 
     def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
         with write_transaction(self._engine, self._write_lock) as conn:

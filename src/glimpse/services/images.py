@@ -19,6 +19,7 @@ from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
 from glimpse.services.protections import UNPROTECTED, PropertyAccess, PropertyRules
 from glimpse.services.query import parse_list_params
+from glimpse.services.quotas import QuotaService
 from glimpse.services.schemas import Schemas
 from glimpse.services.views import BASE_KEYS, editable_copy
 from glimpse.services.visibility import listed
@@ -59,8 +60,10 @@ class ImageService:
         limits: Limits,
         clock: Callable[[], datetime] = _now,
         protections: PropertyRules = UNPROTECTED,
+        quotas: QuotaService | None = None,
     ) -> None:
         self._repo = repo
+        self._quotas = quotas
         self._protections = protections
         self._members = members
         self.mutate = mutate
@@ -117,7 +120,9 @@ class ImageService:
         access = self.access(ctx)
         for name in image.properties:
             access.check("create", name)
-        return await self._repo.add(image)
+        # image_count_total is counted exactly, in the insert's transaction.
+        limits = await self._quotas.limits(image.owner) if self._quotas is not None else None
+        return await self._repo.add(image, limits)
 
     # -- update -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from glimpse.domain.changes import Quotas, diff
 from glimpse.domain.errors import Conflict, StaleImage
 from glimpse.domain.images import Image, Location
 from glimpse.domain.ports import ImageRepository
+from glimpse.domain.quotas import ProjectLimits
 from glimpse.services.cleanup import Cleanup
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,12 @@ class Mutator:
         self._quotas = quotas or Quotas()
         self._sleep = sleep
 
-    async def __call__(self, image_id: str, change: Change) -> Image:
+    async def __call__(self, image_id: str, change: Change,
+                       project: ProjectLimits | None = None) -> Image:
         """Apply `change` to the newest stored image; returns the image as stored afterwards.
+
+        `project` holds the limits of the image owner's project that the registry checks if
+        the change grows what they count (an upload beginning or finishing).
 
         `change` runs again on a fresh read whenever a concurrent writer won the race for a field
         it touched, so it must decide from the image it is given (and may raise to refuse).
@@ -59,11 +65,13 @@ class Mutator:
         """
         deadline = time.monotonic() + self._timeout
         attempt = 0
+        quotas = (self._quotas if project is None
+                  else dataclasses.replace(self._quotas, project=project))
         while True:
             before = await self._repo.get(image_id)
             after = copy.deepcopy(before)
             discard = change(after) or ()
-            update = diff(before, after, discard, self._quotas)
+            update = diff(before, after, discard, quotas)
             try:
                 saved = await self._repo.update(update)
             except StaleImage as exc:

@@ -49,8 +49,6 @@ Operation = Literal["create", "read", "update", "delete"]
 OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 ANYONE = "@"
 NOBODY = "!"
-#: The rule formats Glance knows; only `roles` is built (`policies` is refused at start-up).
-RULE_FORMATS = ("roles", "policies")
 #: Bounds of the caches, whose keys come from clients (role sets, property names).
 _MAX_CALLERS = 512
 _MAX_DECISIONS = 8192

@@ -1,6 +1,7 @@
 """Uploading image data: one streaming pipeline for every store, and the reaper of dead uploads.
 
-The pipeline counts bytes, enforces the size cap and the declared size, and computes the MD5
+The pipeline counts bytes, enforces the size cap, the declared size and the bytes the owner's
+project has left of `image_size_total` (`services.quotas`), and computes the MD5
 `checksum` and the `os_hash_value` — each hash in its own worker thread, in parallel with the
 store write — over batches of about `BUFFER_SIZE` bytes of received chunks (never copied into
 one buffer). At most two batches are alive at a time, so memory stays flat whatever the image
@@ -32,11 +33,13 @@ from glimpse.domain.changes import diff
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, StaleImage, TooLarge
 from glimpse.domain.images import Digest, Image, ImageStatus, Location
+from glimpse.domain.members import MemberStatus
 from glimpse.domain.ports import ImageRepository, MemberRepository
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
+from glimpse.services.quotas import QuotaService, UploadBudget
 from glimpse.stores.base import Store, Writer
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,7 @@ class UploadService:
         stores: dict[str, Store],
         settings: UploadSettings,
         clock: Callable[[], datetime] = _now,
+        quotas: QuotaService | None = None,
     ) -> None:
         self._repo = repo
         self._members = members
@@ -103,6 +107,7 @@ class UploadService:
         self._stores = stores
         self._settings = settings
         self._clock = clock
+        self._quotas = quotas
 
     @property
     def _store(self) -> Store:
@@ -117,9 +122,11 @@ class UploadService:
     ) -> Image:
         """Stream `chunks` into the store as the data of image `image_id`; returns it active.
 
-        Raises `TooLarge` over the size cap, `Invalid` when `declared_size` does not match,
-        `Conflict` unless the image is queued, `Gone` if it was deleted meanwhile. On any failure
-        the image is back in `queued` (unless deleted) and no data is left in the store.
+        Raises `TooLarge` over the size cap or a quota of the owner's project (a declared size
+        before any byte is read; otherwise as soon as the data passes it, or, exactly, when the
+        upload finishes), `Invalid` when `declared_size` does not match, `Conflict` unless the
+        image is queued, `Gone` if it was deleted meanwhile. On any failure the image is back in
+        `queued` (unless deleted) and no data is left in the store.
         """
         cap = self._settings.size_cap
         if declared_size is not None and declared_size > cap:
@@ -127,12 +134,14 @@ class UploadService:
         upload_id = str(uuid.uuid4())
 
         member = await membership_of(self._members, ctx, image_id)
+        budget = await self._budget(ctx, image_id, member, declared_size)
+        limits = budget.limits if budget is not None else None
 
         def begin(image: Image) -> None:
             self._policy.check("upload_image", ctx, image, member, "upload data to")
             image.begin_upload(upload_id, self._clock())
 
-        await self._mutate(image_id, begin)
+        await self._mutate(image_id, begin, limits)  # image_count_uploading, exactly
         store = self._store
         location = Location(store.id, data_key(image_id, upload_id))
         lost = asyncio.Event()
@@ -140,7 +149,7 @@ class UploadService:
         try:
             writer = await store.open_writer(location.key)
             try:
-                digest = await self._stream(chunks, writer, declared_size, lost)
+                digest = await self._stream(chunks, writer, declared_size, lost, budget)
                 await writer.commit()
             except BaseException:
                 with CancelScope(shield=True):
@@ -151,7 +160,8 @@ class UploadService:
                 image.finish_upload(upload_id, digest, location)
 
             try:
-                return await self._mutate(image_id, finish)
+                # image_size_total, exactly: a refusal gives the image back and its data goes.
+                return await self._mutate(image_id, finish, limits)
             except NotFound as exc:
                 raise Gone(f"Image {image_id} was deleted during the upload; "
                            "its data has been discarded.") from exc
@@ -170,11 +180,14 @@ class UploadService:
         writer: Writer,
         declared_size: int | None,
         lost: asyncio.Event,
+        budget: UploadBudget | None = None,
     ) -> Digest:
         md5 = Hasher("md5")
         multihash = Hasher(self._settings.hashing_algorithm)
         stages: list[Stage] = [md5, multihash]
         cap = self._settings.size_cap
+        left = budget.bytes_left if budget is not None else None
+        quota_cap = cap if left is None else min(cap, left)
         size = 0
         batch: list[bytes] = []
         batched = 0
@@ -189,8 +202,11 @@ class UploadService:
         try:
             async for chunk in chunks:
                 size += len(chunk)
-                if size > cap:
-                    raise TooLarge(f"Image data exceeds the limit of {cap} bytes.")
+                if size > quota_cap:
+                    if size > cap:
+                        raise TooLarge(f"Image data exceeds the limit of {cap} bytes.")
+                    assert budget is not None
+                    budget.check(size)
                 if declared_size is not None and size > declared_size:
                     raise Invalid(f"Received more data than the {declared_size} bytes declared "
                                   "in x-openstack-image-size.")
@@ -217,6 +233,21 @@ class UploadService:
                           f"{declared_size}.")
         return Digest(size, md5.hexdigest(), self._settings.hashing_algorithm,
                       multihash.hexdigest())
+
+    async def _budget(self, ctx: RequestContext, image_id: str, member: MemberStatus | None,
+                      declared_size: int | None) -> UploadBudget | None:
+        """The quota budget of this upload, from a snapshot of its project's usage; refuses a
+        declared size (or a project already over its limit) before any byte is read."""
+        if self._quotas is None or not self._quotas.enforced:
+            return None
+        image = await self._repo.get(image_id)
+        # Only a caller who may upload learns about quotas (no leak of the image or the usage);
+        # an image that is not queued gets its 409 from `begin`.
+        self._policy.check("upload_image", ctx, image, member, "upload data to")
+        budget = await self._quotas.budget(image.owner)
+        if budget is not None and image.status == ImageStatus.QUEUED:
+            budget.check(declared_size or 0)
+        return budget
 
     async def _heartbeat(self, image_id: str, upload_id: str, lost: asyncio.Event) -> None:
         while True:

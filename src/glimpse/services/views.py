@@ -8,9 +8,9 @@ them, and they are stored again untouched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Mapping
 from typing import Any
 
 from glimpse.domain.errors import Forbidden
