@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 import psutil
@@ -289,13 +289,15 @@ def wait_http(service: Service, url: str, timeout: float = 60.0) -> None:
                      f"{service.log_tail()}")
 
 
-def start_glimpse(work: Path, cleanup: contextlib.ExitStack,
-                  workers: int = 1) -> tuple[Service, str]:
+def start_glimpse(work: Path, cleanup: contextlib.ExitStack, workers: int = 1,
+                  data_dir: Path | None = None, settings: dict[str, str] | None = None,
+                  name: str = "glimpse") -> tuple[Service, str]:
+    """`glimpse serve` on a free loopback port; `settings` are extra GLIMPSE_* variables."""
     port = free_port()
-    data_dir = work / "glimpse-data"
-    env = dict(os.environ, GLIMPSE_LOG_LEVEL="warning")
+    data_dir = data_dir or work / "glimpse-data"
+    env = dict(os.environ, GLIMPSE_LOG_LEVEL="warning", **(settings or {}))
     service = Service(
-        "glimpse",
+        name,
         [str(GLIMPSE), "serve", "--host", "127.0.0.1", "--port", str(port),
          "--data-dir", str(data_dir), "--workers", str(workers)],
         work / f"glimpse-{port}.log",
@@ -906,6 +908,10 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
     if opts.profile:
         profile_server(res, work, glimpse.pid, api, source, list_lua, create_lua, opts)
 
+    if opts.with_identity:
+        glimpse.stop()  # the identity servers get the cores to themselves
+        identity().measure(res, opts, work, cleanup)
+
     load = os.getloadavg()
     res.env["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     res.wall = time.perf_counter() - t0
@@ -985,6 +991,8 @@ def report(res: Results) -> str:
          f"{g['rss_mb']:.0f} MB/worker", f"< {TARGET_RSS_MB:.0f} MB",
          verdict(rss_max < TARGET_RSS_MB)),
     ]
+    if identity().has_results(res):
+        rows += identity().target_rows(res)
     ceilings = [
         (f"dd write {sz}, conv=fdatasync", "dd_write", "MB/s"),
         (f"dd read {sz}, page cache", "dd_read_cached", "MB/s"),
@@ -1066,6 +1074,10 @@ def report(res: Results) -> str:
         f"- Writing the random source file took {v['make_file_s']:.1f} s.",
         *(f"- {note}" for note in res.notes),
         "",
+    ]
+    if identity().has_results(res):
+        out += identity().section(res)
+    out += [
         "## Environment",
         "",
         *(f"- {k}: {val}" for k, val in res.env.items()),
@@ -1144,14 +1156,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "default $BENCH_TMPDIR, /var/tmp, bench/")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the server with py-spy (installed in a temp venv)")
+    parser.add_argument("--identity", action="store_true",
+                        help="only the identity benchmark: keystone mode against noauth, with a "
+                        "real Keystone (bench/identity.py; report bench/results/identity.md)")
+    parser.add_argument("--with-identity", action="store_true",
+                        help="the default run, then the identity benchmark")
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of installing missing Debian packages")
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.md",
-                        help="markdown report [bench/results/latest.md]")
+    parser.add_argument("--output", type=Path,
+                        help="markdown report [bench/results/latest.md, identity.md]")
     opts = parser.parse_args(argv)
+    if opts.output is None:
+        opts.output = RESULTS_DIR / ("identity.md" if opts.identity else "latest.md")
     if opts.reps < 1 or opts.size_mib < 1 or opts.images < opts.reps:
         parser.error("--reps, --size-mib and --images must be positive, --images >= --reps")
     return opts
+
+
+def identity() -> ModuleType:
+    """bench/identity.py, which imports this module as `run`: it must find this one, not load
+    a second copy (whose BenchError `main` would not catch)."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import identity as module
+
+    return module
 
 
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -1165,7 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _raise_interrupt)
     cleanup = contextlib.ExitStack()
     try:
-        res = run(opts, cleanup)
+        res = identity().run_alone(opts, cleanup) if opts.identity else run(opts, cleanup)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -1178,7 +1206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         log("stopping servers and removing temporary files")
         cleanup.close()
-    markdown = report(res)
+    markdown = identity().report(res) if opts.identity else report(res)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(markdown)
     print(terminal_table(markdown))

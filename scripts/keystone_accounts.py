@@ -9,8 +9,8 @@ Run by `scripts/keystone` (standard library only, so any Python 3 will do):
         Point the identity endpoints at URL, then create (all in domain Default):
         - project `service` with user `glimpse` holding admin and service there (what
           keystonemiddleware's auth_token needs to validate tokens);
-        - projects `alpha`, `beta` and `gamma`, each with users `<project>-member` (role member, which
-          implies reader) and `<project>-reader` (role reader);
+        - projects `alpha`, `beta` and `gamma`, each with users `<project>-member` (role
+          member, which implies reader) and `<project>-reader` (role reader);
         - service `glance` of type `image` with public, internal and admin endpoints at IMAGE_URL;
         and write the facts the tests need to FACTS_JSON (see `facts` below for its shape).
     keystone_accounts.py free-port

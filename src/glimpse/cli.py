@@ -42,14 +42,6 @@ def serve(args: argparse.Namespace) -> int:
     from glimpse import workers
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    if settings.auth == "keystone":
-        from glimpse.api.keystone import check_service_account
-
-        warning = check_service_account(settings)
-        if warning:
-            logging.getLogger("glimpse.keystone").warning(warning)
     _upgrade(settings)
     # Worker processes rebuild the same settings from the environment.
     os.environ["GLIMPSE_HOST"] = settings.host
@@ -60,6 +52,14 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["GLIMPSE_ALLOW_NOAUTH_ON_NETWORK"] = str(settings.allow_noauth_on_network)
     if args.config:
         os.environ["GLIMPSE_CONFIG"] = str(args.config)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    if settings.auth == "keystone":
+        from glimpse.api.keystone import check_service_account
+
+        warning = check_service_account(settings)  # refuses credentials that cannot work
+        if warning:
+            logging.getLogger("glimpse.keystone").warning(warning)
     try:
         return workers.serve(settings)
     except OSError as exc:

@@ -38,6 +38,8 @@ def _config(settings: Settings) -> uvicorn.Config:
         max_header_size=settings.max_header_size,
         max_header_count=settings.max_header_count,
     )
+    # uvicorn's access log stays off: the edge (`api.middleware`) writes one line per request
+    # with what uvicorn cannot know, the request id and the caller (logger `glimpse.access`).
     return uvicorn.Config(
         APP, factory=True, host=settings.host, port=settings.port, loop="uvloop",
         http=LimitedHttpToolsProtocol.configured(limits), log_level=settings.log_level,

@@ -1,4 +1,4 @@
-"""The access matrix: every action × every visibility and membership state × every kind of
+"""The access matrix: every action x every visibility and membership state x every kind of
 caller, with real Keystone tokens against a real keystone-mode server. Each cell's expected
 status comes from what a real Glance does (shared/reference/glance-v2-facts.md §2.1):
 

@@ -18,10 +18,12 @@ from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.engine import make_engine
 from glimpse.registry.images import SqlImageRepository
+from glimpse.registry.members import SqlMemberRepository
 from glimpse.registry.migrate import upgrade
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.images import ImageService, Limits
 from glimpse.services.mutations import Mutator
+from glimpse.services.policy import Policy
 from glimpse.services.schemas import Schemas
 from glimpse.stores.errors import StoreUnavailable
 from glimpse.stores.filesystem import FilesystemStore
@@ -55,10 +57,13 @@ class Parts:
         self.jobs = SqlDeletionJobs(engine, lease=INTERVAL * 6)
         self.store = FlakyStore(tmp / "images", "file")
         self.cleanup = Cleanup(self.jobs, {"file": self.store}, interval=INTERVAL)
+        self.members = SqlMemberRepository(engine)
         self.mutate = Mutator(self.repo, self.cleanup, timeout=0.3)
-        self.images = ImageService(self.repo, self.mutate, Schemas(["raw"], ["bare"]), Limits())
+        self.images = ImageService(self.repo, self.members, self.mutate, Policy(),
+                                   Schemas(["raw"], ["bare"]), Limits())
 
     def close(self) -> None:
+        self.members.close()
         self.jobs.close()
         self.repo.close()
 

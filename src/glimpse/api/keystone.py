@@ -15,15 +15,21 @@ Keystone unreachable or failing → 503, never a pass and never a 500.
 Token cache: `auth_token`'s own, in process (memcached is not used), `keystone_token_cache_time`
 seconds (a token's expiry is still checked on every hit). A token revoked after this worker
 cached it is accepted until its cache entry lapses, as in Glance with the same setting; one
-revoked before it is first seen here is refused at once.
+revoked before it is first seen here is refused at once. In front of it, on the event loop, the
+contexts of confirmed tokens are remembered for the same time (never past the token's expiry):
+a hit then costs a dictionary lookup instead of a thread hop and `auth_token`'s decoding of its
+cache entry (together about 1.5 ms a request here, half of a show's time), and the bounds of a
+revocation are the same as `auth_token`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -56,9 +62,19 @@ def _not_the_cache_deprecation(record: logging.LogRecord) -> bool:
 logging.getLogger("keystonemiddleware.auth_token").addFilter(_not_the_cache_deprecation)
 
 
+#: Confirmed tokens remembered on the event loop (the oldest is forgotten first).
+MEMO_MAX = 10_000
+
+
 def _record(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """The WSGI app behind `auth_token`: reached only with a confirmed token."""
-    environ["glimpse.identity"] = {k: environ.get(k) for k in _IDENTITY_KEYS}
+    found: dict[str, Any] = {k: environ.get(k) for k in _IDENTITY_KEYS}
+    tokens = environ.get("keystone.token_auth")
+    expiries = [ref.expires.timestamp() for ref in (getattr(tokens, "user", None),
+                                                     getattr(tokens, "service", None))
+                if ref is not None and getattr(ref, "expires", None) is not None]
+    found["expires"] = min(expiries) if expiries else 0.0
+    environ["glimpse.identity"] = found
     start_response("200 OK", [("Content-Length", "0")])
     return [b""]
 
@@ -108,6 +124,8 @@ class KeystoneAuthenticator:
         _, options = _options(settings)
         self._protocol = AuthProtocol(_record, options)
         self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="keystone")
+        self._memo_time = float(settings.keystone_token_cache_time)
+        self._memo: dict[tuple[str, str | None], tuple[float, RequestContext]] = {}
 
     async def authenticate(self, headers: RawHeaders, request_id: str) -> RequestContext:
         headers = list(headers)
@@ -115,10 +133,25 @@ class KeystoneAuthenticator:
         if token is None:
             raise Unauthenticated(self.challenge)
         service_token = header(headers, b"x-service-token")
+        key = (token, service_token)
+        remembered = self._memo.get(key)
+        if remembered is not None:
+            if time.time() < remembered[0]:
+                return dataclasses.replace(remembered[1], request_id=request_id)
+            del self._memo[key]
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(self._pool, self._validate, token, service_token)
         if found.get("HTTP_X_IDENTITY_STATUS") != "Confirmed":  # auth_token's promise
             raise Unauthenticated(self.challenge)
+        context = self._context(found, token, request_id)
+        if self._memo_time > 0:
+            if len(self._memo) >= MEMO_MAX:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = (min(time.time() + self._memo_time, found["expires"]), context)
+        return context
+
+    @staticmethod
+    def _context(found: dict[str, Any], token: str, request_id: str) -> RequestContext:
         service_roles = (roles_of(found.get("HTTP_X_SERVICE_ROLES"))
                          if found.get("HTTP_X_SERVICE_IDENTITY_STATUS") == "Confirmed"
                          else frozenset())
@@ -194,7 +227,7 @@ def check_service_account(settings: Settings) -> str | None:
         access = auth.get_access(sess)
         # Keystone's default identity:validate_token policy admits these roles (and a token's
         # own subject, so validating our own token would prove nothing).
-        if not {"service", "admin"} & {r.lower() for r in access.role_names}:
+        if not {"service", "admin"} & {r.lower() for r in access.role_names or ()}:
             raise ConfigError(f"keystone_username: {settings.keystone_username!r} may not "
                               "validate tokens; give it the service role on "
                               f"{settings.keystone_project_name!r}")
