@@ -76,7 +76,10 @@ TARGET_TIMES_GLANCE = 10.0
 TARGET_RSS_MB = 150.0
 
 NOT_TMPFS = {"tmpfs", "ramfs", "devtmpfs"}
-IDLE_LEAVES = ("Condition.wait (threading.py)", "Queue.get (queue.py)", "Event.wait (threading.py)")
+IDLE_LEAVES = ("Condition.wait (threading.py)", "Queue.get (queue.py)", "Event.wait (threading.py)",
+               # a supervisor waiting for its workers; a pool thread waiting for work (the leaf
+               # is the C call SimpleQueue.get inside _worker)
+               "_PollLikeSelector.select (selectors.py)", "_worker (concurrent/futures/thread.py)")
 
 class BenchError(RuntimeError):
     pass
@@ -684,10 +687,11 @@ class PySpy:
             log(self.error)
 
     @contextlib.contextmanager
-    def record(self, phase: str, pid: int, out_dir: Path,
-               gil: bool = False) -> Iterator[Profile]:
+    def record(self, phase: str, pid: int, out_dir: Path, gil: bool = False,
+               subprocesses: bool = False) -> Iterator[Profile]:
         """Samples busy threads, or with `gil` only the thread holding the GIL (the Python work
-        that competes for the interpreter)."""
+        that competes for the interpreter); with `subprocesses` also the children of `pid`
+        (the workers of a server with several: the parent only supervises them)."""
         profile = Profile(phase + (" (GIL holder only)" if gil else ""), rate=self.RATE)
         if self.binary is None:
             profile.error = self.error
@@ -698,7 +702,7 @@ class PySpy:
         proc = subprocess.Popen(
             [str(self.binary), "record", "--pid", str(pid), "--rate", str(self.RATE),
              "--format", "raw", "--output", str(raw), "--duration", "300",
-             *(["--gil"] if gil else [])],
+             *(["--gil"] if gil else []), *(["--subprocesses"] if subprocesses else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         time.sleep(1.0)  # let it attach
@@ -923,24 +927,25 @@ def profile_server(res: Results, work: Path, pid: int, api: str, source: Path, l
     log("profiling: installing py-spy into a temporary venv")
     spy = PySpy(work)
     out_dir = RESULTS_DIR
+    workers = opts.metadata_workers
     image_id = create_image(api, "bench-profile")
     log("profiling upload")
-    with spy.record("upload", pid, out_dir) as prof:
+    with spy.record("upload", pid, out_dir, subprocesses=workers > 1) as prof:
         upload(api, image_id, source)
     res.profiles.append(prof)
     log("profiling download")
-    with spy.record("download", pid, out_dir) as prof:
+    with spy.record("download", pid, out_dir, subprocesses=workers > 1) as prof:
         for _ in range(3):
             download(f"{api}/v2/images/{image_id}/file", res.size)
     res.profiles.append(prof)
     for gil in (False, True):
         log(f"profiling create{' (GIL)' if gil else ''}")
-        with spy.record("create", pid, out_dir, gil) as prof:
+        with spy.record("create", pid, out_dir, gil, workers > 1) as prof:
             run_wrk(create_lua, f"{api}/v2/images", 120, ["2000", "bench-profile"],
                     until_done=True)
         res.profiles.append(prof)
         log(f"profiling list{' (GIL)' if gil else ''}")
-        with spy.record("list", pid, out_dir, gil) as prof:
+        with spy.record("list", pid, out_dir, gil, workers > 1) as prof:
             run_wrk(list_lua, f"{api}/v2/images?limit=25", opts.list_seconds)
         res.profiles.append(prof)
 

@@ -198,6 +198,8 @@ def image_endpoint(facts_path: str, image_url: str) -> int:
 
 def free_port(port: int = 0) -> int:
     with socket.socket() as sock:
+        # As the server will bind: a port whose old connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

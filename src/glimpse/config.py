@@ -169,7 +169,7 @@ class Settings:
     )
     keystone_token_cache_time: int = field(
         default=300, metadata={"help": "seconds a validated token is trusted without asking "
-                                       "Keystone again (a revocation waits as long); -1: never"}
+                                       "Keystone again (a revocation waits as long); -1: no cache"}
     )
     keystone_timeout: float = field(
         default=10.0, metadata={"help": "seconds to wait for Keystone before answering 503"}
@@ -340,8 +340,9 @@ def _check_identity(settings: Settings) -> None:
             parts = urlsplit(url)
             if url and (parts.scheme not in ("http", "https") or not parts.hostname):
                 raise ConfigError(f"{name}: {url!r} is not an http(s) URL with a host")
-        if settings.keystone_token_cache_time < -1:
-            raise ConfigError("keystone_token_cache_time: must be -1 (no cache) or more")
+        if settings.keystone_token_cache_time < 1 and settings.keystone_token_cache_time != -1:
+            # 0 would be "forever" in keystonemiddleware's in-process cache.
+            raise ConfigError("keystone_token_cache_time: must be -1 (no cache) or at least 1")
     if (settings.auth == "noauth" and not settings.allow_noauth_on_network
             and not is_loopback(settings.host, settings.port)):
         raise ConfigError(

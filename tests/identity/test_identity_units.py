@@ -67,6 +67,14 @@ def test_keystone_url_must_be_http() -> None:
              keystone_password="p", keystone_project_name="s")
 
 
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_token_cache_time_is_minus_one_or_positive(value: str) -> None:
+    with pytest.raises(config.ConfigError, match="keystone_token_cache_time"):
+        load(auth="keystone", keystone_auth_url="http://127.0.0.1:5000/v3",
+             keystone_username="u", keystone_password="p", keystone_project_name="s",
+             keystone_token_cache_time=value)
+
+
 def test_password_is_not_in_repr() -> None:
     assert "hunter2" not in repr(load(keystone_password="hunter2"))
 

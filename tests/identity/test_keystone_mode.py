@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from glimpse.api.errors import Unauthenticated
 from glimpse.api.keystone import KeystoneAuthenticator
 from glimpse.config import Settings
 from glimpse.domain.context import RequestContext
+from tests.identity.logs import access_line
 from tests.keystone import Keystone, start_keystone
 from tests.servers import Server, free_port, start_server
 
@@ -90,6 +92,40 @@ def test_expired_token_is_401(server: Server, keystone: Keystone) -> None:
         assert_401(c.get("/v2/images"), keystone)
 
 
+def test_revocation_of_a_cached_token_holds_within_the_cache_time(
+        keystone: Keystone, tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", **keystone_settings(keystone),
+                          keystone_token_cache_time=2)
+    try:
+        token = keystone.token("alpha-member")
+        with client(server, token) as c:
+            assert c.get("/v2/images").status_code == 200  # validated and cached
+            httpx.delete(f"{keystone.auth_url}/auth/tokens", timeout=60, headers={
+                "X-Auth-Token": token, "X-Subject-Token": token}).raise_for_status()
+            deadline = time.monotonic() + 60
+            while (resp := c.get("/v2/images")).status_code == 200:
+                assert time.monotonic() < deadline, "the revoked token is still accepted"
+                time.sleep(0.25)
+            assert_401(resp, keystone)
+    finally:
+        server.stop()
+
+
+def test_without_a_cache_a_revocation_holds_at_once(keystone: Keystone, tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", **keystone_settings(keystone),
+                          keystone_token_cache_time=-1)
+    try:
+        token = keystone.token("alpha-member")
+        with client(server, token) as c:
+            assert c.get("/v2/images").status_code == 200
+            assert c.get("/v2/images").status_code == 200
+            httpx.delete(f"{keystone.auth_url}/auth/tokens", timeout=60, headers={
+                "X-Auth-Token": token, "X-Subject-Token": token}).raise_for_status()
+            assert_401(c.get("/v2/images"), keystone)
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("name", ["admin", "alpha-member", "alpha-reader"])
 def test_valid_tokens_are_served(server: Server, keystone: Keystone, name: str) -> None:
     with client(server, keystone.token(name)) as c:
@@ -116,7 +152,7 @@ def test_identity_comes_from_the_token_not_the_headers(server: Server,
     with client(server, keystone.token("admin")) as admin:
         assert admin.get(f"/v2/images/{image_id}").status_code == 200  # a real admin sees it
     account = keystone.accounts["alpha-member"]
-    line = next(x for x in server.log().splitlines() if " req-keystone-access-0001 " in x)
+    line = access_line(server, "req-keystone-access-0001")
     assert f"user={account.user_id} project={projects['alpha']}" in line
     assert "mallory" not in line
 
@@ -161,6 +197,23 @@ def test_context_from_a_real_token(keystone: Keystone) -> None:
         assert admin.is_admin
     finally:
         authenticator.close()
+
+
+def test_context_of_a_system_scoped_token(keystone: Keystone) -> None:
+    """Bootstrap gives admin the admin role on the system: such a token has no project."""
+    body = keystone.accounts["admin"].password_auth()
+    body["auth"]["scope"] = {"system": {"all": True}}
+    issued = keystone.issue(body)
+    assert issued.status_code == 201, issued.text
+    authenticator = KeystoneAuthenticator(
+        Settings(**keystone_settings(keystone)))  # type: ignore[arg-type]
+    try:
+        context = asyncio.run(authenticator.authenticate(
+            [(b"x-auth-token", issued.headers["X-Subject-Token"].encode())], "req-s"))
+    finally:
+        authenticator.close()
+    assert (context.project_id, context.system_scope) == (None, "all")
+    assert context.user_id == keystone.accounts["admin"].user_id
 
 
 def test_keystone_unreachable_is_503_with_a_clear_message(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.identity.logs import access_line
 from tests.servers import Server, start_server
 
 CHALLENGE = 'Bearer realm="glimpse"'
@@ -182,12 +183,11 @@ def test_access_log_names_request_id_and_identity(server: Server,
         assert c.get("/v2/images", params={"limit": 1}).status_code == 200
     with client(server, **{"X-OpenStack-Request-ID": request_id + "-anon"}) as c:
         assert c.get("/v2/images").status_code == 401
-    lines = server.log().splitlines()
-    line = next(x for x in lines if f" {request_id} " in x)
+    line = access_line(server, request_id)
     assert "glimpse.access" in line
     assert "GET /v2/images?limit=1 200 " in line
     assert "user=alice project=alpha" in line
-    anon = next(x for x in lines if f" {request_id}-anon " in x)
+    anon = access_line(server, f"{request_id}-anon")
     assert "GET /v2/images 401 " in anon and "user=- project=-" in anon
     assert tokens["alpha"] not in server.log()  # never the token itself
 

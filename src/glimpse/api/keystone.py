@@ -48,7 +48,8 @@ UNAVAILABLE = "The Keystone service is temporarily unavailable; the token cannot
 #: The environ keys (set by `auth_token` for a confirmed token) the context is made from.
 _IDENTITY_KEYS = ("HTTP_X_IDENTITY_STATUS", "HTTP_X_USER_ID", "HTTP_X_PROJECT_ID",
                   "HTTP_X_ROLES", "HTTP_X_USER_DOMAIN_ID", "HTTP_X_PROJECT_DOMAIN_ID",
-                  "HTTP_X_SERVICE_ROLES", "HTTP_X_SERVICE_IDENTITY_STATUS")
+                  "HTTP_X_SERVICE_ROLES", "HTTP_X_SERVICE_IDENTITY_STATUS", "HTTP_X_DOMAIN_ID",
+                  "HTTP_OPENSTACK_SYSTEM_SCOPE")
 
 StartResponse = Callable[..., Any]
 
@@ -79,9 +80,9 @@ def _record(environ: dict[str, Any], start_response: StartResponse) -> Iterable[
     return [b""]
 
 
-def _options(settings: Settings) -> tuple[Any, dict[str, Any]]:
-    """A private oslo.config object holding the service credentials, and `auth_token`'s
-    options: nothing of it is read from files, the command line or the process's global CONF."""
+def _options(settings: Settings) -> dict[str, Any]:
+    """`auth_token`'s options, with a private oslo.config object holding the service
+    credentials: nothing is read from files, the command line or the process's global CONF."""
     from keystoneauth1 import loading
     from oslo_config import cfg
 
@@ -109,7 +110,7 @@ def _options(settings: Settings) -> tuple[Any, dict[str, Any]]:
         "http_connect_timeout": max(1, round(settings.keystone_timeout)),
         "http_request_max_retries": 1,
     }
-    return conf, options
+    return options
 
 
 class KeystoneAuthenticator:
@@ -121,8 +122,7 @@ class KeystoneAuthenticator:
         from keystonemiddleware.auth_token import AuthProtocol
 
         self.challenge = f'Keystone uri="{settings.www_authenticate_uri}"'
-        _, options = _options(settings)
-        self._protocol = AuthProtocol(_record, options)
+        self._protocol = AuthProtocol(_record, _options(settings))
         self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="keystone")
         self._memo_time = float(settings.keystone_token_cache_time)
         self._memo: dict[tuple[str, str | None], tuple[float, RequestContext]] = {}
@@ -163,6 +163,8 @@ class KeystoneAuthenticator:
             user_domain_id=found.get("HTTP_X_USER_DOMAIN_ID") or None,
             project_domain_id=found.get("HTTP_X_PROJECT_DOMAIN_ID") or None,
             service_roles=service_roles,
+            domain_id=found.get("HTTP_X_DOMAIN_ID") or None,
+            system_scope=found.get("HTTP_OPENSTACK_SYSTEM_SCOPE") or None,
             auth_token=token,
             authenticated=True,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
+from glimpse.api.identity import PUBLIC_PATHS
 from glimpse.api.routing import Operation, Param, Reply, Resource, operation_of, ref
 from glimpse.services import patch
 from glimpse.services.bounds import MAX_IDENTITY_LENGTH
@@ -40,6 +41,10 @@ HEADERS: dict[str, dict[str, Any]] = {
               "schema": {"type": "string"}},
     "Accept-Patch": {"description": "The JSON-patch media types this server reads.",
                      "required": True, "schema": {"type": "string"}},
+    "WWW-Authenticate": {"description": "Where to get credentials: `Keystone uri=\"<url>\"` "
+                                        "(keystone mode) or `Bearer realm=\"glimpse\"` "
+                                        "(tokens mode).",
+                         "required": True, "schema": {"type": "string"}},
 }
 
 _ERROR_FIELDS = {
@@ -176,14 +181,19 @@ _IDENTITY = {"type": "string", "maxLength": MAX_IDENTITY_LENGTH, "pattern": "^[ 
 #: Parameters every operation reads (the no-auth request context, the request id).
 COMMON_PARAMETERS: dict[str, dict[str, Any]] = {
     "projectId": {"name": "X-Project-Id", "in": "header", "schema": _IDENTITY,
-                  "description": "Act for this project (default: `default_project`); "
-                                 "printable ASCII."},
+                  "description": "noauth mode: act for this project (default: "
+                                 "`default_project`); printable ASCII. Ignored when a token "
+                                 "names the caller."},
     "roles": {"name": "X-Roles", "in": "header", "schema": {"type": "string",
                                                               "pattern": "^[ -~]*$"},
               "description": "Comma-separated roles (default: admin, member, reader), each "
                              f"at most {MAX_IDENTITY_LENGTH} characters."},
     "userId": {"name": "X-User-Id", "in": "header", "schema": _IDENTITY,
                "description": "The acting user, recorded in the request context."},
+    "authToken": {"name": "X-Auth-Token", "in": "header", "schema": {"type": "string"},
+                  "description": "A Keystone token (keystone mode) or an API token (tokens "
+                                 "mode; `Authorization: Bearer` works too). Ignored in noauth "
+                                 "mode, where the headers below name the caller instead."},
     "requestId": {"name": "x-openstack-request-id", "in": "header",
                   "schema": {"type": "string"},
                   "description": "Adopted as the request id when printable and at most 64 "
@@ -242,12 +252,21 @@ COMMON_ERRORS = {
 }
 
 
-def operation(op: Operation) -> dict[str, Any]:
-    """One operation object: `op` plus the `COMMON_ERRORS` every operation can answer."""
+#: What every operation that needs credentials can answer besides (in keystone and tokens mode).
+CREDENTIAL_ERRORS = {
+    401: "No valid credentials: the token is missing, invalid, expired or revoked.",
+    503: "The identity service (Keystone, or the token file) cannot be consulted now.",
+}
+
+
+def operation(op: Operation, public: bool = False) -> dict[str, Any]:
+    """One operation object: `op` plus the `COMMON_ERRORS` every operation can answer, and the
+    `CREDENTIAL_ERRORS` of those that are not `public`."""
     responses: dict[str, Any] = {str(s): _reply(r) for s, r in sorted(op.replies.items())}
-    errors = {**COMMON_ERRORS, **op.errors}
+    errors = {**COMMON_ERRORS, **({} if public else CREDENTIAL_ERRORS), **op.errors}
     errors[405] = COMMON_ERRORS[405]
-    headers = {405: ("Allow",), **op.error_headers}
+    headers = {405: ("Allow",), **({} if public else {401: ("WWW-Authenticate",)}),
+               **op.error_headers}
     for status in sorted(errors):
         responses[str(status)] = _error(status, errors[status], headers.get(status, ()))
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
@@ -285,7 +304,8 @@ def document(routes: Iterable[BaseRoute], schemas: Schemas, server_url: str,
     """The whole OpenAPI 3.1 document for `routes` served at `server_url`."""
     paths: dict[str, Any] = {}
     for path, methods in operations(routes).items():
-        paths[path] = {method.lower(): operation(op) for method, op in sorted(methods.items())}
+        paths[path] = {method.lower(): operation(op, public=path in PUBLIC_PATHS)
+                       for method, op in sorted(methods.items())}
     return {
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": DIALECT,
