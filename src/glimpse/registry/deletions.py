@@ -7,20 +7,16 @@ that dies while running it only delays it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Location
-from glimpse.registry.engine import write_lock, write_transaction
+from glimpse.registry.engine import SqlComponent
 from glimpse.registry.tables import deletions
 
-T = TypeVar("T")
 
 def _naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
@@ -39,23 +35,14 @@ def insert_deletions(conn: Connection, jobs: Iterable[Deletion], now: datetime,
         conn.execute(insert(deletions), rows)
 
 
-class SqlDeletionJobs:
+class SqlDeletionJobs(SqlComponent):
     """`DeletionJobs` over SQLAlchemy Core, on its own worker thread. A claimed job is left to
     its claimer for `lease` seconds before another server may take it."""
 
     def __init__(self, engine: Engine, lease: float = 60.0,
                  clock: Callable[[], datetime] | None = None) -> None:
-        self._engine = engine
+        super().__init__(engine, 1, "deletions", clock)
         self.lease = timedelta(seconds=lease)
-        self._write_lock = write_lock(engine)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="deletions")
-        self._clock = clock or (lambda: datetime.now(UTC))
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
 
     async def record(self, jobs: list[Deletion]) -> None:
         await self._run(self._record, jobs)
@@ -70,7 +57,7 @@ class SqlDeletionJobs:
         await self._run(self._postpone, job, delay, error)
 
     def _record(self, jobs: list[Deletion]) -> None:
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             insert_deletions(conn, jobs, self._clock(), self.lease)
 
     def _claim_due(self, limit: int) -> list[Deletion]:
@@ -85,7 +72,7 @@ class SqlDeletionJobs:
             ).all()
         claimed = []
         for job_id, store, key, image_id, attempts, due_at in due:
-            with write_transaction(self._engine, self._write_lock) as conn:
+            with self._write() as conn:
                 taken = conn.execute(
                     update(deletions)
                     .where(deletions.c.id == job_id, deletions.c.due_at == due_at)
@@ -96,12 +83,12 @@ class SqlDeletionJobs:
         return claimed
 
     def _finish(self, job: Deletion) -> None:
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             conn.execute(delete(deletions).where(deletions.c.id == job.id))
 
     def _postpone(self, job: Deletion, delay: float, error: str) -> None:
         due = _naive(self._clock() + timedelta(seconds=delay))
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             conn.execute(
                 update(deletions).where(deletions.c.id == job.id)
                 .values(due_at=due, last_error=error[:2000])

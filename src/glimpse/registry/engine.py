@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+
+T = TypeVar("T")
 
 #: Execution option that asks SQLite for a write lock when the transaction begins, so two writers
 #: queue on busy_timeout instead of failing on a read-to-write lock upgrade.
@@ -61,6 +66,28 @@ def write_transaction(engine: Engine, lock: contextlib.AbstractContextManager[No
     """A connection in a transaction that holds the database's write lock from its start."""
     with lock, engine.connect().execution_options(**WRITE) as conn, conn.begin():
         yield conn
+
+
+class SqlComponent:
+    """Base of the registry's components: blocking SQL calls run on worker threads of its own
+    (`threads` at most at once), write transactions take the database's write lock first."""
+
+    def __init__(self, engine: Engine, threads: int = 1, name: str = "registry",
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._engine = engine
+        self._write_lock = write_lock(engine)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _write(self) -> contextlib.AbstractContextManager[Connection]:
+        return write_transaction(self._engine, self._write_lock)
+
+    def close(self) -> None:
+        """Wait for running calls; the engine stays open (its owner disposes of it)."""
+        self._executor.shutdown(wait=True)
 
 
 def concurrency(url: str) -> int:

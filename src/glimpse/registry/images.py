@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -44,7 +42,7 @@ from glimpse.domain.query import Condition, ListQuery, SortKey
 from glimpse.domain.quotas import ProjectLimits
 from glimpse.registry.access import access_clause
 from glimpse.registry.deletions import insert_deletions
-from glimpse.registry.engine import write_lock, write_transaction
+from glimpse.registry.engine import SqlComponent
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
 from glimpse.registry.usage import (
     check_change,
@@ -52,8 +50,6 @@ from glimpse.registry.usage import (
     locked_project,
     project_transaction,
 )
-
-T = TypeVar("T")
 
 _COLUMNS = (
     "name", "status", "visibility", "protected", "os_hidden", "disk_format", "container_format",
@@ -130,24 +126,18 @@ def _row_values(image: Image) -> dict[str, Any]:
     return values
 
 
-class SqlImageRepository:
+class SqlImageRepository(SqlComponent):
     """`ImageRepository` over SQLAlchemy Core. Blocking calls run in at most `threads` worker
     threads at a time (see `engine.concurrency`)."""
 
     def __init__(self, engine: Engine, threads: int = 1,
                  clock: Callable[[], datetime] | None = None,
                  deletion_lease: float = 60.0) -> None:
-        self._engine = engine
+        super().__init__(engine, threads, "registry", clock)
         self._deletion_lease = timedelta(seconds=deletion_lease)
-        self._write_lock = write_lock(engine)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="registry")
-        self._clock = clock or (lambda: datetime.now(UTC))
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        super().close()
         self._engine.dispose()
 
     # -- port ---------------------------------------------------------------------------------
@@ -320,7 +310,7 @@ class SqlImageRepository:
         check_change(conn, change)
 
     def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             result = conn.execute(
                 update(images)
                 .where(

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from glimpse.domain.errors import Conflict, NotFound, TooLarge
 from glimpse.domain.members import Member, MemberStatus
-from glimpse.registry.engine import write_lock, write_transaction
+from glimpse.registry.engine import SqlComponent
 from glimpse.registry.tables import image_members, images
-
-T = TypeVar("T")
 
 
 def _naive(value: datetime) -> datetime:
@@ -33,20 +29,11 @@ _COLUMNS = (image_members.c.image_id, image_members.c.member, image_members.c.st
             image_members.c.created_at, image_members.c.updated_at)
 
 
-class SqlMemberRepository:
+class SqlMemberRepository(SqlComponent):
     """`MemberRepository` over SQLAlchemy Core, on its own worker thread."""
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
-        self._engine = engine
-        self._write_lock = write_lock(engine)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="members")
-        self._clock = clock or (lambda: datetime.now(UTC))
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        super().__init__(engine, 1, "members", clock)
 
     async def add(self, image_id: str, member_id: str, quota: int | None = None) -> Member:
         return await self._run(self._add, image_id, member_id, quota)
@@ -69,7 +56,7 @@ class SqlMemberRepository:
     def _add(self, image_id: str, member_id: str, quota: int | None) -> Member:
         now = _naive(self._clock().replace(microsecond=0))
         try:
-            with write_transaction(self._engine, self._write_lock) as conn:
+            with self._write() as conn:
                 # Taking the image row's lock first serializes the adders of one image, so the
                 # quota below counts every membership that committed before this one.
                 conn.execute(update(images).where(images.c.id == image_id)
@@ -109,7 +96,7 @@ class SqlMemberRepository:
 
     def _set_status(self, image_id: str, member_id: str, status: MemberStatus) -> Member:
         now = _naive(self._clock().replace(microsecond=0))
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             changed = conn.execute(
                 update(image_members)
                 .where(image_members.c.image_id == image_id, image_members.c.member == member_id)
@@ -123,7 +110,7 @@ class SqlMemberRepository:
         return _member(row)
 
     def _remove(self, image_id: str, member_id: str) -> None:
-        with write_transaction(self._engine, self._write_lock) as conn:
+        with self._write() as conn:
             removed = conn.execute(delete(image_members).where(
                 image_members.c.image_id == image_id,
                 image_members.c.member == member_id)).rowcount

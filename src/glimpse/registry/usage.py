@@ -20,13 +20,11 @@ Changes that grow nothing take no lock, and unlimited quotas (the default) take 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, case, func, select, text
 
@@ -34,11 +32,10 @@ from glimpse.domain.changes import ImageChange
 from glimpse.domain.errors import Conflict
 from glimpse.domain.images import ImageStatus
 from glimpse.domain.quotas import GONE, STAGING, STORED, UPLOADING, ProjectLimits, Usage
-from glimpse.registry.engine import WRITE, write_transaction
+from glimpse.registry.engine import WRITE, SqlComponent, write_transaction
 from glimpse.registry.tables import images
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Seconds a MariaDB transaction waits for its project's lock before answering 409.
 LOCK_TIMEOUT = 30
@@ -171,18 +168,11 @@ def project_transaction(engine: Engine, lock: contextlib.AbstractContextManager[
 # -- the port ----------------------------------------------------------------------------------
 
 
-class SqlUsage:
+class SqlUsage(SqlComponent):
     """`UsageRepository` over SQLAlchemy Core, on its own worker thread."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="usage")
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        super().__init__(engine, 1, "usage")
 
     async def usage(self, project: str) -> Usage:
         return await self._run(self._usage, project)
