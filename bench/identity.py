@@ -12,9 +12,9 @@ Called by bench/run.py (`bash bench/run --identity`, or `--with-identity` after 
   that user, project and roles. So both run the same queries and the same policy.
 * List (`GET /v2/images`, the default page) and show (`GET /v2/images/{id}`, cycling through
   the 1,000 ids) with the list benchmark's wrk (one thread, 16 connections). Each round runs the
-  modes A B B A in slices of half `--list-seconds` (the order swaps every round), so that the
-  machine's noise hits both alike. The figure is keystone req/s ÷ noauth req/s of each round,
-  median of the rounds.
+  modes A B B A B A A B in slices of a quarter of `--list-seconds` (the order swaps every round),
+  so that the machine's noise hits both alike. The figure is keystone req/s ÷ noauth req/s of
+  each round, median of the rounds; beside it, the server's CPU time per request in each mode.
 * A cold token validation: for each of 20 fresh tokens, on one keep-alive connection (so one
   worker and one cache), the latency of the first request with the token minus the median of the
   next three (cached); against the same validation asked of Keystone directly
@@ -240,17 +240,18 @@ def measure(res: bench.Results, opts: argparse.Namespace, work: Path,
             # Warm-up: caches (each worker validates each token once), connections, SQLite.
             checked_wrk(script, f"{mode.api}{paths[0]}", 2, f"{kind} warm-up, {mode.name}")
 
-    # Each round runs A B B A in slices of half --list-seconds (A, B: the two modes, A the other
-    # one next round), so that a drift of the machine's load within the round hits both alike.
-    half = max(1.0, opts.list_seconds / 2)
+    # Each round runs the modes A B B A B A A B in slices of a quarter of --list-seconds (A, B:
+    # the two modes; A is the other one next round), so that the drift of the machine's load
+    # within a round hits both alike.
+    piece = max(1, int(opts.list_seconds // 4))
     for rep in range(opts.reps):
-        first, second = modes if rep % 2 == 0 else modes[::-1]
+        a, b = modes if rep % 2 == 0 else modes[::-1]
         for kind, path in (("list", "/v2/images"), ("show", f"/v2/images/{ids[0]}")):
             slices: dict[str, list[tuple[bench.WrkResult, bench.Watch]]] = {
                 m.name: [] for m in modes}
-            for mode in (first, second, second, first):
+            for mode in (a, b, b, a, b, a, a, b):
                 with bench.Watch(mode.service.pid) as watch:
-                    got = checked_wrk(scripts[kind, mode.name], f"{mode.api}{path}", half,
+                    got = checked_wrk(scripts[kind, mode.name], f"{mode.api}{path}", piece,
                                       f"{kind}, {mode.name}")
                 slices[mode.name].append((got, watch))
             rps, cpu_ms = {}, {}
@@ -344,12 +345,12 @@ def profile(res: bench.Results, work: Path, modes: Sequence[Mode],
             scripts: dict[tuple[str, str], Path]) -> None:
     bench.log("identity profiling: installing py-spy into a temporary venv")
     spy = bench.PySpy(work)
-    for gil in (False, True):
+    for kind, gil in (("list", False), ("list", True), ("show", False), ("show", True)):
         for mode in modes:
-            bench.log(f"profiling identity list, {mode.name}{' (GIL)' if gil else ''}")
-            with spy.record(f"identity-list-{mode.name}", mode.service.pid, bench.RESULTS_DIR,
+            bench.log(f"profiling identity {kind}, {mode.name}{' (GIL)' if gil else ''}")
+            with spy.record(f"identity-{kind}-{mode.name}", mode.service.pid, bench.RESULTS_DIR,
                             gil, subprocesses=True) as prof:
-                bench.run_wrk(scripts["list", mode.name], f"{mode.api}/v2/images", 10)
+                bench.run_wrk(scripts[kind, mode.name], f"{mode.api}/v2/images", 10)
             res.profiles.append(prof)
 
 
@@ -429,9 +430,9 @@ def section(res: bench.Results) -> list[str]:
         f"Same run, same data ({v['id_images']:.0f} images of project alpha), "
         f"{v['id_workers']:.0f} server workers in each mode, wrk -t1 -c{bench.CLIENTS}; keystone "
         f"mode sends {TOKENS} real tokens of {MEMBER} in turn, noauth the headers of the same "
-        f"identity. Ratios are per round (each round runs the modes A B B A in slices of half "
-        f"the list seconds), median of the rounds. Cold validation: {COLD_TOKENS} fresh tokens, "
-        f"one connection each. "
+        f"identity. Ratios are per round (each round runs the modes A B B A B A A B in slices of "
+        f"a quarter of the list seconds), median of the rounds. Cold validation: "
+        f"{COLD_TOKENS} fresh tokens, one connection each. "
         f"{v['id_seconds']:.0f} s including Keystone's start.",
         "",
         "| Measure | Median | Rounds |",

@@ -122,3 +122,17 @@ def test_access_log_can_be_turned_off(tmp_path: Path) -> None:
     finally:
         quiet.stop()
     assert "req-quiet-1" not in quiet.log()
+
+
+def test_percent_encoded_identity_headers_are_decoded(server: Server) -> None:
+    """python-glanceclient sends its identity_headers quoted: `X-Roles: member%2Creader`."""
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Accept": "application/json"}) as c:
+        made = c.post("/v2/images", json={}, headers={"X-Project-Id": "p%20q"})
+        assert made.status_code == 201 and made.json()["owner"] == "p q", made.text
+        image = made.json()["id"]
+        quoted = {"X-Project-Id": "p%20q", "X-Roles": "member%2Creader"}
+        assert c.get(f"/v2/images/{image}", headers=quoted).status_code == 200
+        reader_only = {"X-Project-Id": "p%20q", "X-Roles": "reader"}
+        assert c.post("/v2/images", json={}, headers=reader_only).status_code == 403
+        bad = c.get("/v2/images", headers={"X-Project-Id": "a%00b"})
+        assert bad.status_code == 400 and "X-Project-Id" in bad.json()["message"], bad.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol
+from urllib.parse import unquote
 
 from glimpse.api.inputs import identity_problem
 from glimpse.domain.context import RequestContext
@@ -79,6 +80,21 @@ def roles_of(value: str | None) -> frozenset[str]:
     return frozenset(r.strip().lower() for r in value.split(",") if r.strip())
 
 
+def _decoded(headers: RawHeaders, name: bytes) -> str | None:
+    """An identity header's value with percent-escapes decoded: python-glanceclient sends its
+    `identity_headers` quoted (`X-Roles: member%2Creader`). What the escapes decode to must be
+    printable ASCII as well."""
+    value = header(headers, name)
+    if value is None or "%" not in value:
+        return value
+    decoded = unquote(value)
+    if not (decoded.isascii() and decoded.isprintable()):
+        shown = "-".join(part.capitalize() for part in name.decode().split("-"))
+        raise Invalid(f"Invalid value for header {shown}: only printable ASCII characters "
+                      "are allowed (after percent-decoding).")
+    return decoded
+
+
 class NoAuth:
     """No credentials: every request is an admin of `default_project` unless `X-Project-Id`
     (or `X-Tenant-Id`) and `X-Roles` narrow it. Only for loopback (see `config`)."""
@@ -93,12 +109,12 @@ class NoAuth:
         problem = identity_problem(headers)
         if problem is not None:  # these headers become data: refused before anything runs
             raise Invalid(problem)
-        roles_header = header(headers, b"x-roles")
+        roles_header = _decoded(headers, b"x-roles")
         roles = roles_of(roles_header) if roles_header is not None else _ALL_ROLES
-        project = (header(headers, b"x-project-id") or header(headers, b"x-tenant-id")
+        project = (_decoded(headers, b"x-project-id") or _decoded(headers, b"x-tenant-id")
                    or self._default_project)
         return RequestContext(project_id=project, roles=roles,
-                              user_id=header(headers, b"x-user-id"), request_id=request_id)
+                              user_id=_decoded(headers, b"x-user-id"), request_id=request_id)
 
     def close(self) -> None:
         pass
