@@ -79,7 +79,25 @@ class Settings:
     )
     use_keystone_limits: bool = field(
         default=False, metadata={"help": "take project limits from Keystone unified limits "
-                                         "(not implemented yet)"}
+                                         "(needs auth = keystone; docs/quotas.md)"}
+    )
+    keystone_limits_endpoint_id: str = field(
+        default="", metadata={"help": "Keystone endpoint id whose limits apply (oslo.limit's "
+                                      "endpoint_id; empty: look up by service type)"}
+    )
+    keystone_limits_endpoint_service_type: str = field(
+        default="image", metadata={"help": "service type of the endpoint whose limits apply"}
+    )
+    keystone_limits_endpoint_region_name: str = field(
+        default="", metadata={"help": "region of that endpoint (empty: any, if only one)"}
+    )
+    keystone_limits_endpoint_interface: str = field(
+        default="public", metadata={"help": "interface of that endpoint: public, internal "
+                                            "or admin"}
+    )
+    keystone_limits_cache_time: float = field(
+        default=60.0, metadata={"help": "seconds a project's Keystone limits are used without "
+                                        "asking again (0: ask every time)"}
     )
     policy_file: str = field(
         default="",
@@ -213,9 +231,7 @@ class Settings:
             if getattr(self, name) < -1:
                 raise ConfigError(f"{name}: must be -1 (no limit), 0 or more")
         if self.use_keystone_limits:
-            raise ConfigError(
-                "use_keystone_limits: Keystone unified limits are not implemented yet; set "
-                "the project limits with " + ", ".join(PROJECT_QUOTAS) + " (docs/quotas.md)")
+            _check_keystone_limits(self)
         if self.policy_file and not Path(self.policy_file).is_file():
             raise ConfigError(f"policy_file: no such file {self.policy_file}")
         if self.port > 65535:
@@ -349,6 +365,30 @@ def _check_identity(settings: Settings) -> None:
             f"host: {settings.host!r} is reachable from the network, and auth = noauth makes "
             "every caller an admin; use auth = keystone or tokens, listen on 127.0.0.1, or "
             "pass --insecure-noauth (allow_noauth_on_network = true) to serve it anyway")
+
+
+LIMITS_INTERFACES = ("public", "internal", "admin")
+
+
+def _check_keystone_limits(settings: Settings) -> None:
+    """Keystone unified limits are asked with the service credentials of keystone mode."""
+    if settings.auth != "keystone":
+        raise ConfigError(
+            f"use_keystone_limits: needs auth = keystone (not {settings.auth}): the limits are "
+            "read from Keystone with its keystone_* service credentials; otherwise set the "
+            "project limits with " + ", ".join(PROJECT_QUOTAS) + " (docs/quotas.md)")
+    if not (settings.keystone_limits_endpoint_id.strip()
+            or settings.keystone_limits_endpoint_service_type.strip()):
+        raise ConfigError("keystone_limits_endpoint_service_type: required with "
+                          "use_keystone_limits unless keystone_limits_endpoint_id is set")
+    if settings.keystone_limits_endpoint_interface not in LIMITS_INTERFACES:
+        raise ConfigError(f"keystone_limits_endpoint_interface: unknown interface "
+                          f"{settings.keystone_limits_endpoint_interface!r}; use one of "
+                          + ", ".join(LIMITS_INTERFACES))
+    cache_time = settings.keystone_limits_cache_time
+    if not (math.isfinite(cache_time) and cache_time >= 0):
+        raise ConfigError(f"keystone_limits_cache_time: must be 0 or more seconds, "
+                          f"not {cache_time}")
 
 
 def is_loopback(host: str, port: int) -> bool:

@@ -27,7 +27,7 @@ from glimpse.services.members import MemberService
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
 from glimpse.services.protections import UNPROTECTED, PropertyRules
-from glimpse.services.quotas import ConfiguredLimits, QuotaService
+from glimpse.services.quotas import ConfiguredLimits, QuotaService, QuotaSource
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores.base import Store
@@ -65,14 +65,21 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
         stale_after=settings.upload_stale_after,
     )
     cleanup = Cleanup(jobs, stores, interval=settings.cleanup_interval)
-    # `config` refuses use_keystone_limits until a Keystone-backed `QuotaSource` exists.
     usage = SqlUsage(engine)
-    quotas = QuotaService(ConfiguredLimits.of(
-        image_size_total=settings.image_size_total,
-        image_stage_total=settings.image_stage_total,
-        image_count_total=settings.image_count_total,
-        image_count_uploading=settings.image_count_uploading,
-    ), usage)
+    source: QuotaSource
+    keystone_limits = None
+    if settings.use_keystone_limits:  # `config` has checked that auth = keystone
+        from glimpse.api.limits import KeystoneLimits
+
+        source = keystone_limits = KeystoneLimits(settings)
+    else:
+        source = ConfiguredLimits.of(
+            image_size_total=settings.image_size_total,
+            image_stage_total=settings.image_stage_total,
+            image_count_total=settings.image_count_total,
+            image_count_uploading=settings.image_count_uploading,
+        )
+    quotas = QuotaService(source, usage)
     mutate = Mutator(repo, cleanup, timeout=settings.write_retry_timeout,
                      quotas=Quotas(properties=settings.image_property_quota,
                                    tags=settings.image_tag_quota))
@@ -91,6 +98,8 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
     )
 
     def close() -> None:
+        if keystone_limits is not None:
+            keystone_limits.close()
         usage.close()
         jobs.close()
         members.close()

@@ -3,9 +3,9 @@ byte budget an upload streams against.
 
 Limits come from a `QuotaSource`. `ConfiguredLimits` gives every project the limits of the
 configuration (`image_count_total`, `image_size_total`, `image_stage_total`,
-`image_count_uploading`; -1 is no limit). A source backed by Keystone unified limits
-(`use_keystone_limits`, not implemented yet) would answer `limits(project)` from Keystone's
-`/v3/limits` for that project; everything downstream already asks per project.
+`image_count_uploading`; -1 is no limit). With `use_keystone_limits`, `api.limits.KeystoneLimits`
+answers `limits(project)` from Keystone unified limits (through oslo.limit, cached a short
+time); it raises the HTTP edge's 503 when Keystone cannot answer, which passes through here.
 
 Where the checks happen (all refusals are `TooLarge`, 413, naming the quota):
 
@@ -39,7 +39,8 @@ class QuotaSource(Protocol):
         ...
 
     async def limits(self, project: str) -> ProjectLimits:
-        """The limits of `project` (None fields: unlimited)."""
+        """The limits of `project` (None fields: unlimited). A source that cannot tell now
+        raises (never answers "unlimited" instead)."""
         ...
 
 
