@@ -345,8 +345,7 @@ def test_the_upload_that_finishes_second_is_the_one_refused(
 
 
 @pytest.mark.parametrize(("setting", "value", "message"), [
-    ("use_keystone_limits", "true", "use_keystone_limits: Keystone unified limits are not "
-                                    "implemented yet"),
+    ("use_keystone_limits", "true", "use_keystone_limits: needs auth = keystone (not noauth)"),
     ("image_size_total", "-2", "image_size_total: must be -1 (no limit), 0 or more"),
     ("image_count_uploading", "many", "image_count_uploading: cannot use 'many'"),
     ("image_location_quota", "-5", "image_location_quota: must be -1 (no limit)"),

@@ -226,6 +226,8 @@ def test_a_keystone_that_cannot_answer_is_503_never_a_pass(
         assert "quota limits cannot be read" in resp.json()["message"], resp.text
         names = [i["name"] for i in beta.get("/v2/images").json()["images"]]
         assert "while Keystone sleeps" not in names
+    assert f"Keystone limits of project {own_keystone.projects['beta']} cannot be read" \
+        in server.log()
 
 
 def test_an_unknown_endpoint_is_503_naming_it(tmp_path: Path, own_keystone: Keystone,

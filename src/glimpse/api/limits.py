@@ -134,13 +134,15 @@ class KeystoneLimits:
         except (ksa.ClientException, sdk.SDKException,
                 oslo_limit_errors.SessionInitError) as exc:
             log.error("Keystone limits of project %s cannot be read: %s", project, exc)
-            raise IdentityUnavailable(f"{UNAVAILABLE}.") from exc
+            # The cause is in the line above; its chain (urllib3 upwards) would only add noise
+            # to the traceback the error table logs for every 5xx.
+            raise IdentityUnavailable(f"{UNAVAILABLE}.") from None
         except (ValueError, NotImplementedError) as exc:
             # No such endpoint or service, several of them, or an enforcement model other
             # than flat: the configuration cannot work until an operator acts.
             reason = str(exc) or "the strict-two-level enforcement model is not supported"
             log.error("Keystone limits of project %s cannot be read: %s", project, reason)
-            raise IdentityUnavailable(f"{UNAVAILABLE}: {reason}.") from exc
+            raise IdentityUnavailable(f"{UNAVAILABLE}: {reason}.") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
