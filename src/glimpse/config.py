@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from glimpse.stores.catalog import StoreConfigError, StoreSpec, default_specs, parse
+
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 
@@ -129,6 +131,12 @@ class Settings:
     max_header_count: int = field(
         default=100, metadata={"help": "most request header lines (431 above)"}
     )
+    default_store: str = field(
+        default="", metadata={"help": "the store uploads go to (default: the only one, or "
+                                      "the heaviest [stores.<id>])"})
+    #: `[stores.<id>]` tables of the configuration file (TOML only); none: the embedded default.
+    stores: tuple[StoreSpec, ...] = field(default=(), metadata={"help": "[stores.<id>] tables "
+                                                                "(file only; docs/stores.md)"})
     upload_heartbeat_interval: float = field(
         default=10.0, metadata={"help": "seconds between an upload's liveness marks"}
     )
@@ -210,10 +218,25 @@ class Settings:
         return self.workers or os.cpu_count() or 1
 
     @property
+    def store_specs(self) -> tuple[StoreSpec, ...]:
+        """The configured stores, or the embedded default (one filesystem store)."""
+        return self.stores or default_specs(self.images_dir)
+
+    @property
+    def upload_store(self) -> str:
+        """The store uploads go to."""
+        specs = self.store_specs
+        return self.default_store or max(specs, key=lambda s: s.weight).id
+
+    @property
     def images_dir(self) -> Path:
         return Path(self.data_dir).resolve() / "images"
 
     def validate(self) -> Settings:
+        ids = [spec.id for spec in self.store_specs]
+        if self.default_store and self.default_store not in ids:
+            raise ConfigError(f"default_store: no store {self.default_store!r} "
+                              f"(stores: {', '.join(ids)})")
         """These settings (with `log_level` in lower case) if every value can work; otherwise
         `ConfigError` naming the first bad setting. Beyond ranges, it checks what would only fail
         later: the hash algorithm, the log level, the database URL and its driver, the host."""
@@ -451,10 +474,18 @@ def load(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
         for key, value in data.items():
+            if key == "stores":
+                try:
+                    values["stores"] = parse(value if isinstance(value, dict) else {})
+                except StoreConfigError as exc:
+                    raise ConfigError(str(exc)) from exc
+                continue
             if key not in known:
                 raise ConfigError(f"config file {path}: unknown setting {key!r}")
             values[key] = _coerce(key, known[key], value)
     for key, kind in known.items():
+        if key == "stores":
+            continue  # tables live in the file only
         raw = env.get(f"GLIMPSE_{key.upper()}")
         if raw is not None:
             values[key] = _coerce(key, kind, raw)

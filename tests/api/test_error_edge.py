@@ -28,8 +28,9 @@ from glimpse.domain.query import ListQuery
 from glimpse.registry.engine import make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.migrate import upgrade
+from glimpse.stores import catalog
 from glimpse.stores.base import Reader
-from glimpse.stores.filesystem import FilesystemStore
+from glimpse.stores.filesystem import FilesystemDriver
 from tests.api.helpers import OCTET, REQUEST_ID, create_raw, upload
 from tests.servers import free_port
 
@@ -59,7 +60,7 @@ class BrokenReader:
         await self._inner.aclose()
 
 
-class BrokenStore(FilesystemStore):
+class BrokenDriver(FilesystemDriver):
     async def open_reader(self, key: str, offset: int = 0,
                           length: int | None = None) -> BrokenReader:
         return BrokenReader(await super().open_reader(key, offset, length))
@@ -76,7 +77,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine.dispose()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(app_module, "SqlImageRepository", BrokenRegistry)
-        patch.setattr(app_module, "FilesystemStore", BrokenStore)
+        patch.setattr(catalog, "FilesystemDriver", BrokenDriver)
         app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(
@@ -100,9 +101,16 @@ def client(faulty: str) -> Iterator[httpx.Client]:
         yield c
 
 
-def failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """Log records carrying a traceback."""
-    return [r for r in caplog.records if r.exc_info]
+def failures(caplog: pytest.LogCaptureFixture, wait: float = 5.0) -> list[logging.LogRecord]:
+    """Log records carrying a traceback. The server (in a thread) logs a failure right after
+    it has answered, so the client may see the answer first: wait a little for the record."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = [r for r in caplog.records if r.exc_info]
+        if found or time.monotonic() > deadline:
+            time.sleep(0.05)  # and a moment more: a second record would show up now
+            return [r for r in caplog.records if r.exc_info]
+        time.sleep(0.02)
 
 
 def test_unmapped_exception_is_a_glance_500(client: httpx.Client) -> None:

@@ -354,3 +354,15 @@ async def test_keyset_paging_with_nulls_covers_everything_once(repo: SqlImageRep
 async def test_unknown_marker_is_invalid(repo: SqlImageRepository) -> None:
     with pytest.raises(Invalid):
         await repo.find(ListQuery(marker=str(uuid.uuid4())))
+
+
+async def test_an_upload_claim_records_its_store(repo: SqlImageRepository) -> None:
+    image = new_image(disk_format="raw", container_format="bare")
+    image.begin_upload("u1", T0, "fast")
+    await repo.add(image)
+    (stale,) = await repo.stale_uploads(T0 + timedelta(seconds=1))
+    assert (stale.upload_id, stale.upload_store) == ("u1", "fast")
+    done = deepcopy(stale)
+    done.fail_upload("u1")
+    saved = await repo.update(diff(stale, done))
+    assert (saved.upload_id, saved.upload_store) == (None, None)

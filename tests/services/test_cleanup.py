@@ -25,8 +25,9 @@ from glimpse.services.images import ImageService, Limits
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
 from glimpse.services.schemas import Schemas
+from glimpse.stores.base import Store
 from glimpse.stores.errors import StoreUnavailable
-from glimpse.stores.filesystem import FilesystemStore
+from glimpse.stores.filesystem import FilesystemDriver
 
 pytestmark = pytest.mark.anyio
 ADMIN = RequestContext("admin", frozenset({"admin"}))
@@ -38,8 +39,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class FlakyStore(FilesystemStore):
-    """The real filesystem store, whose removals fail while `down` is set."""
+class FlakyDriver(FilesystemDriver):
+    """The real filesystem driver, whose removals fail while `down` is set."""
 
     down = True
 
@@ -55,7 +56,8 @@ class Parts:
         upgrade(engine)
         self.repo = SqlImageRepository(engine, deletion_lease=INTERVAL * 6)
         self.jobs = SqlDeletionJobs(engine, lease=INTERVAL * 6)
-        self.store = FlakyStore(tmp / "images", "file")
+        self.driver = FlakyDriver(tmp / "images")
+        self.store = Store("file", self.driver)
         self.cleanup = Cleanup(self.jobs, {"file": self.store}, interval=INTERVAL)
         self.members = SqlMemberRepository(engine)
         self.mutate = Mutator(self.repo, self.cleanup, timeout=0.3)
@@ -85,7 +87,7 @@ async def active_image(parts: Parts) -> tuple[Image, Path]:
     image = Image(id=image_id, owner="admin", created_at=now, updated_at=now,
                   status=ImageStatus.ACTIVE, disk_format="raw", container_format="bare",
                   size=5, locations=[Location("file", key)])
-    return await parts.repo.add(image), parts.store.root / key
+    return await parts.repo.add(image), parts.driver.root / key
 
 
 async def test_a_store_failure_after_the_delete_is_retried_until_the_data_is_gone(
@@ -97,7 +99,7 @@ async def test_a_store_failure_after_the_delete_is_retried_until_the_data_is_gon
     assert path.exists()  # the store refused; the job stays recorded
     await asyncio.sleep(INTERVAL * 3)
     assert await parts.cleanup.sweep() == 0 and path.exists()  # still down: postponed again
-    parts.store.down = False
+    parts.driver.down = False
     for _ in range(100):
         if await parts.cleanup.sweep() or not path.exists():
             break
@@ -108,7 +110,7 @@ async def test_a_store_failure_after_the_delete_is_retried_until_the_data_is_gon
 
 
 async def test_the_deleting_server_removes_the_data_at_once(parts: Parts) -> None:
-    parts.store.down = False
+    parts.driver.down = False
     image, path = await active_image(parts)
     await parts.images.delete(ADMIN, image.id)
     assert not path.exists()

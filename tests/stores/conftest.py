@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from glimpse.stores.base import Store
-from glimpse.stores.filesystem import FilesystemStore
+from glimpse.stores.filesystem import FilesystemDriver
 
 
 @pytest.fixture(params=["filesystem"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "filesystem":
-        yield FilesystemStore(tmp_path / "objects")
+        yield Store("file", FilesystemDriver(tmp_path / "objects"))

@@ -9,8 +9,15 @@ import tracemalloc
 import anyio
 import pytest
 
-from glimpse.stores.base import Store
-from glimpse.stores.errors import InvalidKey, InvalidRange, ObjectNotFound
+from glimpse.stores.base import Capabilities, Store
+from glimpse.stores.errors import (
+    InvalidKey,
+    InvalidRange,
+    ObjectExists,
+    ObjectNotFound,
+    Unsupported,
+    WriteDenied,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -179,3 +186,51 @@ async def test_large_stream_keeps_memory_flat(store: Store) -> None:
         tracemalloc.stop()
     assert digest.hexdigest() == hashlib.sha256(chunk * 256).hexdigest()
     assert peak < 16 * 1024 * 1024, f"peak traced memory {peak} bytes"
+
+
+async def test_commit_reports_what_it_stored_and_stat_agrees(store: Store) -> None:
+    data = os.urandom(70_001)
+    writer = await store.open_writer("stored", len(data))
+    await writer.write([data[:1], data[1:]])
+    stored = await writer.commit()
+    assert stored.size == len(data)
+    info = await store.stat("stored")
+    assert info.size == len(data)
+    with pytest.raises(ObjectNotFound):
+        await store.stat("never-written")
+
+
+async def test_a_commit_never_replaces_a_committed_object(store: Store) -> None:
+    await put(store, "once", b"first")
+    writer = await store.open_writer("once")
+    await writer.write([b"second"])
+    with pytest.raises(ObjectExists) as refused:
+        await writer.commit()
+    await writer.abort()
+    assert refused.value.store_id == store.id
+    assert await get(store, "once") == b"first"
+
+
+async def test_errors_carry_the_store_id(store: Store) -> None:
+    for call in (store.open_reader("absent"), store.delete("absent"), store.stat("absent")):
+        with pytest.raises(ObjectNotFound) as missing:
+            await call
+        assert missing.value.store_id == store.id
+    with pytest.raises(InvalidKey) as bad:
+        await store.open_writer("../x")
+    assert bad.value.store_id is None or bad.value.store_id == store.id
+
+
+async def test_capabilities_are_checked_before_the_driver_is_called(store: Store) -> None:
+    await put(store, "ro", b"data")
+    read_only = Store("ro-view", store.driver)
+    read_only.capabilities = Capabilities(read=True, write=False, ranged_read=False)
+    for call in (read_only.open_writer("ro2"), read_only.delete("ro"),
+                 read_only.discard("ro")):
+        with pytest.raises(WriteDenied) as refused:
+            await call
+        assert refused.value.store_id == "ro-view"
+    with pytest.raises(Unsupported):
+        await read_only.open_reader("ro", 1, 2)
+    assert await get(read_only, "ro") == b"data"  # whole reads still work
+    assert await get(store, "ro") == b"data"  # and nothing was deleted

@@ -30,10 +30,7 @@ from glimpse.services.protections import UNPROTECTED, PropertyRules
 from glimpse.services.quotas import ConfiguredLimits, QuotaService, QuotaSource
 from glimpse.services.schemas import Schemas
 from glimpse.services.uploads import UploadService, UploadSettings
-from glimpse.stores.base import Store
-from glimpse.stores.filesystem import FilesystemStore
-
-STORE_ID = "file"
+from glimpse.stores import catalog
 
 
 def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
@@ -49,7 +46,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
     # Compiled once per process; `config` has already refused a broken file.
     protections = (PropertyRules.from_file(settings.property_protection_file)
                    if settings.property_protection_file else UNPROTECTED)
-    stores: dict[str, Store] = {STORE_ID: FilesystemStore(settings.images_dir, STORE_ID)}
+    stores = catalog.build(settings.store_specs)
     schemas_ = Schemas(settings.disk_formats, settings.container_formats)
     limits = Limits(
         property_quota=settings.image_property_quota,
@@ -58,7 +55,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
         max_page=settings.api_limit_max,
     )
     upload_settings = UploadSettings(
-        store_id=STORE_ID,
+        store_id=settings.upload_store,
         hashing_algorithm=settings.hashing_algorithm,
         size_cap=settings.image_size_cap,
         heartbeat_interval=settings.upload_heartbeat_interval,

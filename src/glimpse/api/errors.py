@@ -62,6 +62,8 @@ TABLE: dict[type[BaseException], int] = {
     domain.RangeNotSatisfiable: 416,
     domain.Gone: 410,
     stores.ObjectNotFound: 404,
+    stores.ObjectExists: 409,
+    stores.Unsupported: 400,
     stores.InvalidKey: 400,
     stores.InvalidRange: 416,
     stores.StoreFull: 413,

@@ -25,7 +25,8 @@ GUARDED = ("status", "owner", "visibility", "protected", "disk_format", "contain
 #: Base attributes a change may write (each one a column of the image).
 COLUMNS = ("name", "status", "visibility", "protected", "os_hidden", "disk_format",
            "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
-           "os_hash_algo", "os_hash_value", "owner", "upload_id", "upload_heartbeat")
+           "os_hash_algo", "os_hash_value", "owner", "upload_id", "upload_heartbeat",
+           "upload_store")
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ class Image:
     #: The upload that holds this image in `saving`, and when it last proved to be alive.
     upload_id: str | None = None
     upload_heartbeat: datetime | None = None
+    #: The store the upload writes to, so that whoever cleans up after it looks there.
+    upload_store: str | None = None
     #: Bumped by every save.
     version: int = 0
 
@@ -117,7 +119,7 @@ class Image:
             )
         self.status = target
 
-    def begin_upload(self, upload_id: str, now: datetime) -> None:
+    def begin_upload(self, upload_id: str, now: datetime, store: str | None = None) -> None:
         """queued → saving, claimed by `upload_id`."""
         if self.status != ImageStatus.QUEUED:
             raise Conflict(f"Image {self.id} is not in queued status (it is {self.status}); "
@@ -125,6 +127,7 @@ class Image:
         self._move(ImageStatus.SAVING)
         self.upload_id = upload_id
         self.upload_heartbeat = now
+        self.upload_store = store
 
     def finish_upload(self, upload_id: str, digest: Digest, location: Location) -> None:
         """saving → active with the measured digest; only the upload that holds the claim may."""
@@ -137,6 +140,7 @@ class Image:
         self.locations = [location]
         self.upload_id = None
         self.upload_heartbeat = None
+        self.upload_store = None
 
     def fail_upload(self, upload_id: str) -> bool:
         """saving → queued after a failed upload. Returns False if the claim had already gone."""
@@ -147,6 +151,7 @@ class Image:
         self.virtual_size = None
         self.upload_id = None
         self.upload_heartbeat = None
+        self.upload_store = None
         return True
 
     def _check_claim(self, upload_id: str) -> None:
@@ -187,6 +192,7 @@ class Image:
                            "an upload this way")
         self.upload_id = None
         self.upload_heartbeat = None
+        self.upload_store = None
 
     # -- metadata rules -------------------------------------------------------------------------
 

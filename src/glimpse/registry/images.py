@@ -54,7 +54,7 @@ from glimpse.registry.usage import (
 _COLUMNS = (
     "name", "status", "visibility", "protected", "os_hidden", "disk_format", "container_format",
     "min_disk", "min_ram", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
-    "owner", "created_at", "updated_at", "upload_id", "upload_heartbeat",
+    "owner", "created_at", "updated_at", "upload_id", "upload_heartbeat", "upload_store",
 )
 _HIDDEN_STATUSES = (ImageStatus.DELETED.value, ImageStatus.KILLED.value)
 _STATUSES = {s.value: s for s in ImageStatus}
@@ -65,7 +65,7 @@ _ROW = [images.c[name] for name in (
     "id", "name", "status", "visibility", "protected", "os_hidden", "disk_format",
     "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
     "os_hash_algo", "os_hash_value", "owner", "created_at", "updated_at", "upload_id",
-    "upload_heartbeat", "version",
+    "upload_heartbeat", "upload_store", "version",
 )]
 
 #: Properties, tags and locations of a set of images, in one round trip.
@@ -377,6 +377,7 @@ class SqlImageRepository(SqlComponent):
         for (image_id, name, status, visibility, protected, os_hidden, disk_format,
              container_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo,
              os_hash_value, owner, created_at, updated_at, upload_id, upload_heartbeat,
+             upload_store,
              version) in rows:
             loaded.append(Image(
                 id=image_id,
@@ -403,6 +404,7 @@ class SqlImageRepository(SqlComponent):
                 else [],
                 upload_id=upload_id,
                 upload_heartbeat=_aware(upload_heartbeat),
+                upload_store=upload_store,
                 version=version,
             ))
         return loaded

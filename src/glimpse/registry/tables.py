@@ -51,6 +51,7 @@ images = Table(
     Column("deleted_at", DateTime),
     Column("upload_id", String(36)),
     Column("upload_heartbeat", DateTime),
+    Column("upload_store", String(64)),
     Column("version", Integer, nullable=False),
     Index("ix_images_created_at_id", "created_at", "id"),
     Index("ix_images_updated_at", "updated_at"),

@@ -13,7 +13,7 @@ from glimpse.services.members import membership
 from glimpse.services.policy import Policy
 from glimpse.services.ranges import ByteRange, parse_content_range, parse_range
 from glimpse.stores.base import Reader, Store
-from glimpse.stores.errors import InvalidRange, ObjectNotFound, StoreUnavailable
+from glimpse.stores.errors import InvalidRange, ObjectNotFound, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class DownloadService:
             byte_range = parse_content_range(content_range_header, image.size)
         offset = byte_range.start if byte_range else 0
         length = byte_range.length if byte_range else None
-        failures = []
+        failures: list[str] = []
+        unavailable: StoreError | None = None
         for location in image.locations:
             store = self._stores.get(location.store)
             if store is None:
@@ -70,9 +71,20 @@ class DownloadService:
                 reader = await store.open_reader(location.key, offset, length)
             except InvalidRange as exc:
                 raise RangeNotSatisfiable(exc.message, image.size) from exc
-            except (ObjectNotFound, StoreUnavailable) as exc:
-                failures.append(exc.message)
+            except ObjectNotFound as exc:
+                failures.append(f"{location.store}: {exc.message}")
                 continue
+            except StoreError as exc:  # the store is down or refuses: try the next location
+                failures.append(f"{location.store}: {exc.message}")
+                unavailable = exc
+                continue
+            if failures:
+                log.warning("image %s: read from store %r after: %s", image_id, location.store,
+                            "; ".join(failures))
             return Download(image, reader, byte_range)
         log.error("image %s: no readable location: %s", image_id, "; ".join(failures))
+        if unavailable is not None:  # a store that is down is not data that is missing
+            raise StoreUnavailable(f"Image data for {image_id} cannot be read now: the store "
+                                   f"{unavailable.store_id!r} is unavailable.",
+                                   unavailable.store_id)
         raise NotFound(f"Image data for {image_id} could not be found in any store.")

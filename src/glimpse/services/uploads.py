@@ -136,18 +136,18 @@ class UploadService:
         member = await membership_of(self._members, ctx, image_id)
         budget = await self._budget(ctx, image_id, member, declared_size)
         limits = budget.limits if budget is not None else None
+        store = self._store
 
         def begin(image: Image) -> None:
             self._policy.check("upload_image", ctx, image, member, "upload data to")
-            image.begin_upload(upload_id, self._clock())
+            image.begin_upload(upload_id, self._clock(), store.id)
 
         await self._mutate(image_id, begin, limits)  # image_count_uploading, exactly
-        store = self._store
         location = Location(store.id, data_key(image_id, upload_id))
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(image_id, upload_id, lost))
         try:
-            writer = await store.open_writer(location.key)
+            writer = await store.open_writer(location.key, declared_size)
             try:
                 digest = await self._stream(chunks, writer, declared_size, lost, budget)
                 await writer.commit()
@@ -194,10 +194,16 @@ class UploadService:
         pending: asyncio.Future[None] | None = None
 
         async def process(chunks: list[bytes]) -> None:
-            await asyncio.gather(
+            # Every stage and the store write finish before a failure is raised, so the writer
+            # is never aborted while one of its writes still runs.
+            results = await asyncio.gather(
                 *(to_thread.run_sync(stage.update, chunks) for stage in stages),
                 writer.write(chunks),
+                return_exceptions=True,
             )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
         try:
             async for chunk in chunks:
@@ -289,7 +295,8 @@ class UploadService:
         upload_id = stale.upload_id
         if upload_id is None:
             return False
-        location = Location(self._settings.store_id, data_key(stale.id, upload_id))
+        location = Location(stale.upload_store or self._settings.store_id,
+                            data_key(stale.id, upload_id))
         if stale.status == ImageStatus.DELETED:
             released = copy.deepcopy(stale)
             released.release_upload()

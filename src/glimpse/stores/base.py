@@ -1,34 +1,38 @@
-"""The contract between the services and every store driver.
+"""The contract between the services and the byte stores: drivers, and the one wrapper around them.
 
 A store keeps immutable objects under keys (`[A-Za-z0-9][A-Za-z0-9._-]*`, at most 200 characters).
 Drivers never hash, count or cap what they are given: the upload pipeline does that once, for all.
+Services hold `Store`s, never drivers: `Store` wraps every `Driver` the same way (key checks,
+capability checks, the store id stamped on every error), so that drivers stay dumb.
 
-Writing: `open_writer(key)` returns a `Writer`. Nothing written is visible under `key` until
-`commit()` returns; `abort()` removes every trace of the write and may be called any number of
-times, also after a failed `commit()`. Every caller follows
+Writing: `open_writer(key, size_hint)` returns a `Writer`. Nothing written is visible under `key`
+until `commit()` returns; `abort()` removes every trace of the write and may be called any number
+of times, also after a failed `commit()`. Every caller follows
 
-    writer = await store.open_writer(key)
+    writer = await store.open_writer(key, size_hint)
     try:
-        ... await writer.write([chunk, ...]) ...
-        await writer.commit()
+        ... await writer.write([chunk, ...]) ...        # never two writes at once
+        stored = await writer.commit()
     except BaseException:
-        await writer.abort()
+        await writer.abort()                            # only once no write is running
         raise
 
 Reading: `open_reader(key, offset, length)` checks existence and the range *before* returning, so
-an API can still answer 404 or 416; then `chunks()` streams the bytes lazily.
+an API can still answer 404 or 416; then `chunks()` streams the bytes lazily, and `aclose()`
+releases what the reader holds (always call it; `chunks()` calls it when exhausted).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from glimpse.stores.errors import InvalidKey
+from glimpse.stores.errors import InvalidKey, StoreError, Unsupported, WriteDenied
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+T = TypeVar("T")
 
 
 def check_key(key: str) -> str:
@@ -40,23 +44,42 @@ def check_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a driver can do, fixed per driver and checked before a call."""
+    """What a driver can do, fixed per driver and checked by `Store` before a call."""
 
     read: bool = True
     write: bool = True
     ranged_read: bool = True
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What a commit stored: its size and the backend's version of it (an etag), if any."""
+
+    size: int
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A committed object, as `stat` finds it."""
+
+    size: int
+    version: str | None = None
+
+
 class Writer(Protocol):
     async def write(self, chunks: Sequence[bytes]) -> None:
         """Append `chunks`, in order (a vectored write: callers need not join them first).
 
-        Raises `StoreFull`, `WriteDenied` or `StoreUnavailable`.
+        Returns only once the driver no longer needs the chunks. Raises `StoreFull`,
+        `WriteDenied` or `StoreUnavailable`.
         """
         ...
 
-    async def commit(self) -> None:
-        """Make the object visible under its key, durably. Afterwards `abort()` does nothing."""
+    async def commit(self) -> Stored:
+        """Make the object visible under its key, durably, all or nothing. Raises
+        `ObjectExists` (and stores nothing) if an object is already committed under the key: a
+        commit never replaces one. Afterwards `abort()` does nothing."""
         ...
 
     async def abort(self) -> None:
@@ -69,24 +92,32 @@ class Reader(Protocol):
     size: int
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """The requested bytes, in order, in chunks of the driver's choosing."""
+        """The requested bytes, in order, in chunks of the driver's choosing. A backend that
+        fails mid-stream raises `StoreUnavailable`: never a silently short stream."""
         ...
 
     async def aclose(self) -> None:
+        """Release the reader (connections, descriptors); idempotent."""
         ...
 
 
-class Store(Protocol):
-    """A byte store. `id` names it in image locations; `capabilities` never change."""
+class Driver(Protocol):
+    """A backend. Implement these; `Store` adds checks and error stamping around them."""
 
-    id: str
     capabilities: Capabilities
 
-    async def open_writer(self, key: str) -> Writer:
+    async def open_writer(self, key: str, size_hint: int | None) -> Writer:
+        """A writer for `key`. `size_hint` is the declared size of what will be written, when
+        known (multipart and segmented backends size their parts from it); a write may pass it
+        only if the caller lets it (the pipeline enforces sizes)."""
         ...
 
-    async def open_reader(self, key: str, offset: int = 0, length: int | None = None) -> Reader:
+    async def open_reader(self, key: str, offset: int, length: int | None) -> Reader:
         """Raises `ObjectNotFound`, or `InvalidRange` if `offset` is at or past the end."""
+        ...
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Raises `ObjectNotFound`."""
         ...
 
     async def delete(self, key: str) -> None:
@@ -96,6 +127,94 @@ class Store(Protocol):
     async def discard(self, key: str) -> None:
         """Remove whatever a write to `key` left, committed or partial. Idempotent.
 
-        Used to clean up after a writer whose process died before it could commit or abort.
+        Used by deletion jobs, and to clean up after a writer whose process died.
         """
         ...
+
+
+async def _stamped(store_id: str, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except StoreError as exc:
+        exc.stamp(store_id)
+        raise
+
+
+class _StampedWriter:
+    def __init__(self, store_id: str, inner: Writer) -> None:
+        self._id = store_id
+        self._inner = inner
+
+    async def write(self, chunks: Sequence[bytes]) -> None:
+        await _stamped(self._id, self._inner.write(chunks))
+
+    async def commit(self) -> Stored:
+        return await _stamped(self._id, self._inner.commit())
+
+    async def abort(self) -> None:
+        await _stamped(self._id, self._inner.abort())
+
+
+class _StampedReader:
+    def __init__(self, store_id: str, inner: Reader) -> None:
+        self._id = store_id
+        self._inner = inner
+        self.size = inner.size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner.chunks():
+                yield chunk
+        except StoreError as exc:
+            exc.stamp(self._id)
+            raise
+
+    async def aclose(self) -> None:
+        await _stamped(self._id, self._inner.aclose())
+
+
+class Store:
+    """A configured store: `id` names it in image locations; its driver's capabilities never
+    change. Every call checks the key and the capability first, and every `StoreError` leaving
+    it carries `store_id`."""
+
+    def __init__(self, store_id: str, driver: Driver, description: str = "",
+                 weight: int = 0) -> None:
+        self.id = store_id
+        self.driver = driver
+        self.description = description
+        self.weight = weight
+        self.capabilities = driver.capabilities
+
+    def _require(self, what: str, allowed: bool) -> None:
+        if not allowed:
+            error = WriteDenied if what in ("writes", "deletes") else Unsupported
+            raise error(f"store {self.id!r} does not support {what}").stamp(self.id)
+
+    async def open_writer(self, key: str, size_hint: int | None = None) -> Writer:
+        check_key(key)
+        self._require("writes", self.capabilities.write)
+        return _StampedWriter(self.id, await _stamped(self.id,
+                                                      self.driver.open_writer(key, size_hint)))
+
+    async def open_reader(self, key: str, offset: int = 0, length: int | None = None) -> Reader:
+        check_key(key)
+        self._require("reads", self.capabilities.read)
+        if offset or length is not None:
+            self._require("ranged reads", self.capabilities.ranged_read)
+        return _StampedReader(self.id, await _stamped(
+            self.id, self.driver.open_reader(key, offset, length)))
+
+    async def stat(self, key: str) -> ObjectInfo:
+        check_key(key)
+        return await _stamped(self.id, self.driver.stat(key))
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        self._require("deletes", self.capabilities.write)
+        await _stamped(self.id, self.driver.delete(key))
+
+    async def discard(self, key: str) -> None:
+        check_key(key)
+        self._require("deletes", self.capabilities.write)
+        await _stamped(self.id, self.driver.discard(key))

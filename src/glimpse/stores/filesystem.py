@@ -1,8 +1,12 @@
-"""The filesystem store: one file per object under a root folder.
+"""The filesystem driver: one file per object under a root folder.
 
 Layout: `<root>/<key>` for committed objects; `<root>/.<key>.partial` while a writer is open (the
-leading dot keeps it out of the key space). Commit = fsync the file, rename it into place, fsync the
-folder. Blocking calls run in worker threads so the event loop never waits on the disk.
+leading dot keeps it out of the key space). Commit = fsync the file, hard-link it into place
+(which, unlike a rename, fails if an object is there: a commit never replaces one), fsync the
+folder (if that fails the link is undone: nothing half-committed), drop the partial name.
+Blocking calls run in worker threads, at most `threads` at once for this store (its own
+`CapacityLimiter`), and a cancelled call still waits for its thread, so no descriptor is closed
+under a running write.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from anyio import CancelScope, to_thread
+from anyio import CancelScope, CapacityLimiter, to_thread
 
-from glimpse.stores.base import Capabilities, check_key
+from glimpse.stores.base import Capabilities, ObjectInfo, Stored
 from glimpse.stores.errors import (
     InvalidRange,
+    ObjectExists,
     ObjectNotFound,
     StoreError,
     StoreFull,
@@ -26,6 +32,7 @@ from glimpse.stores.errors import (
     WriteDenied,
 )
 
+T = TypeVar("T")
 CHUNK_SIZE = 2 * 1024 * 1024
 _IOV_MAX = 1024
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -53,16 +60,19 @@ def _unlink(path: Path) -> None:
 
 
 class FilesystemWriter:
-    def __init__(self, final: Path, partial: Path, fd: int) -> None:
+    def __init__(self, final: Path, partial: Path, fd: int, limiter: CapacityLimiter) -> None:
         self._final = final
         self._partial = partial
         self._fd: int | None = fd
+        self._limiter = limiter
         self._done = False
+        self._size = 0
 
     async def write(self, chunks: Sequence[bytes]) -> None:
         if self._fd is None:
             raise StoreUnavailable("write after commit or abort")
-        await to_thread.run_sync(self._write_all, self._fd, chunks)
+        await to_thread.run_sync(self._write_all, self._fd, chunks, limiter=self._limiter)
+        self._size += sum(len(c) for c in chunks)
 
     @staticmethod
     def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
@@ -80,11 +90,12 @@ class FilesystemWriter:
         except OSError as exc:
             raise _translate(exc, "write") from exc
 
-    async def commit(self) -> None:
+    async def commit(self) -> Stored:
         if self._fd is None:
             raise StoreUnavailable("commit after commit or abort")
-        await to_thread.run_sync(self._commit)
+        await to_thread.run_sync(self._commit, limiter=self._limiter)
         self._done = True
+        return Stored(self._size)
 
     def _commit(self) -> None:
         assert self._fd is not None
@@ -92,15 +103,23 @@ class FilesystemWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-            os.replace(self._partial, self._final)
-            _fsync_dir(self._final.parent)
+            os.link(self._partial, self._final)
+        except FileExistsError as exc:
+            raise ObjectExists(f"an object is already committed under {self._final.name!r}"
+                               ) from exc
         except OSError as exc:
             raise _translate(exc, "commit") from exc
+        try:
+            _fsync_dir(self._final.parent)
+        except OSError as exc:
+            self._final.unlink(missing_ok=True)  # not durable: not committed
+            raise _translate(exc, "commit") from exc
+        self._partial.unlink(missing_ok=True)
 
     async def abort(self) -> None:
         if self._done:
             return
-        await to_thread.run_sync(self._abort)
+        await to_thread.run_sync(self._abort, limiter=self._limiter)
 
     def _abort(self) -> None:
         if self._fd is not None:
@@ -113,8 +132,10 @@ class FilesystemWriter:
 class FilesystemReader:
     """Reads ahead: the next chunk is read in a worker thread while the current one is sent."""
 
-    def __init__(self, fd: int, size: int, offset: int, length: int) -> None:
+    def __init__(self, fd: int, size: int, offset: int, length: int,
+                 limiter: CapacityLimiter) -> None:
         self.size = size
+        self._limiter = limiter
         self._fd: int | None = fd
         self._offset = offset
         self._remaining = length
@@ -126,7 +147,7 @@ class FilesystemReader:
             return None
         count = self._ahead_count = min(CHUNK_SIZE, self._remaining)
         future = asyncio.ensure_future(
-            to_thread.run_sync(os.pread, self._fd, count, self._offset)
+            to_thread.run_sync(os.pread, self._fd, count, self._offset, limiter=self._limiter)
         )
         self._offset += count
         self._remaining -= count
@@ -156,38 +177,40 @@ class FilesystemReader:
             self._fd = None
 
 
-class FilesystemStore:
+class FilesystemDriver:
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
 
-    def __init__(self, root: Path, store_id: str = "file") -> None:
-        self.id = store_id
+    def __init__(self, root: Path, threads: int = 16) -> None:
         self.root = root
+        self._limiter = CapacityLimiter(threads)
         root.mkdir(parents=True, exist_ok=True)
 
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await to_thread.run_sync(fn, *args, limiter=self._limiter)
+
     def _paths(self, key: str) -> tuple[Path, Path]:
-        check_key(key)
         return self.root / key, self.root / f".{key}.partial"
 
-    async def open_writer(self, key: str) -> FilesystemWriter:
+    async def open_writer(self, key: str, size_hint: int | None = None) -> FilesystemWriter:
         final, partial = self._paths(key)
         try:
-            fd = await to_thread.run_sync(
+            fd = await self._run(
                 os.open, partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
             )
         except FileExistsError as exc:
             raise WriteDenied(f"a write to {key!r} is already in progress") from exc
         except OSError as exc:
             raise _translate(exc, "open") from exc
-        return FilesystemWriter(final, partial, fd)
+        return FilesystemWriter(final, partial, fd, self._limiter)
 
     async def open_reader(
         self, key: str, offset: int = 0, length: int | None = None
     ) -> FilesystemReader:
         final, _ = self._paths(key)
         try:
-            fd = await to_thread.run_sync(os.open, final, os.O_RDONLY | os.O_CLOEXEC)
+            fd = await self._run(os.open, final, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
-            raise ObjectNotFound(f"no object {key!r} in store {self.id!r}") from exc
+            raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
             raise _translate(exc, "open") from exc
         size = os.fstat(fd).st_size
@@ -195,16 +218,31 @@ class FilesystemStore:
             os.close(fd)
             raise InvalidRange(f"offset {offset} outside object of {size} bytes", size)
         end = size if length is None else min(size, offset + length)
-        return FilesystemReader(fd, size, offset, end - offset)
+        return FilesystemReader(fd, size, offset, end - offset, self._limiter)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        final, _ = self._paths(key)
+        try:
+            found = await self._run(os.stat, final)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object {key!r}") from exc
+        except OSError as exc:
+            raise _translate(exc, "stat") from exc
+        return ObjectInfo(found.st_size, f"{found.st_ino:x}-{found.st_mtime_ns:x}")
 
     async def delete(self, key: str) -> None:
         final, _ = self._paths(key)
         try:
-            await to_thread.run_sync(final.unlink)
+            await self._run(final.unlink)
         except FileNotFoundError as exc:
-            raise ObjectNotFound(f"no object {key!r} in store {self.id!r}") from exc
+            raise ObjectNotFound(f"no object {key!r}") from exc
+        except OSError as exc:
+            raise _translate(exc, "delete") from exc
 
     async def discard(self, key: str) -> None:
         final, partial = self._paths(key)
-        for path in (partial, final):
-            await to_thread.run_sync(_unlink, path)
+        try:
+            for path in (partial, final):
+                await self._run(_unlink, path)
+        except OSError as exc:
+            raise _translate(exc, "discard") from exc

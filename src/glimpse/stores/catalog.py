@@ -1,0 +1,139 @@
+"""Stores declared in configuration: `[stores.<id>]` tables → `Store`s, one explicit driver table.
+
+    [stores.fast]
+    driver = "filesystem"          # filesystem, swift, s3 (http once it lands)
+    description = "Local disks"
+    weight = 100
+    path = "/var/lib/glimpse/images"
+
+Every table names its `driver`; `description` and `weight` are optional; every other key is an
+option of that driver, checked here at start-up (an unknown or missing option, a wrong type, names
+the store and the option). `default_store` names the store uploads go to. Without any `[stores]`
+table there is one filesystem store, `file`, under the data folder: the embedded default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glimpse.stores.base import Driver, Store
+from glimpse.stores.filesystem import FilesystemDriver
+
+#: Store ids: a key of the TOML file, and part of image locations; `os_glance_` is Glance's.
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+DEFAULT_ID = "file"
+
+
+class StoreConfigError(ValueError):
+    """A store table that cannot work; the message names the store and the problem."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    id: str
+    driver: str
+    description: str = ""
+    weight: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    kind: type
+    required: bool = False
+
+
+def _filesystem(options: Mapping[str, Any]) -> Driver:
+    return FilesystemDriver(Path(options["path"]))
+
+
+def _swift(options: Mapping[str, Any]) -> Driver:
+    from glimpse.stores.swift import SwiftDriver  # imported only where configured
+
+    return SwiftDriver(**options)
+
+
+def _s3(options: Mapping[str, Any]) -> Driver:
+    from glimpse.stores.s3 import S3Driver
+
+    return S3Driver(**options)
+
+
+#: driver name → (its options, what builds it).
+DRIVERS: dict[str, tuple[dict[str, Option], Callable[[Mapping[str, Any]], Driver]]] = {
+    "filesystem": ({"path": Option(str, required=True)}, _filesystem),
+    "swift": ({
+        "auth_url": Option(str, required=True), "auth_version": Option(str),
+        "user": Option(str, required=True), "key": Option(str, required=True),
+        "project_name": Option(str), "user_domain_name": Option(str),
+        "project_domain_name": Option(str), "container": Option(str, required=True),
+        "large_object_size": Option(int), "segment_size": Option(int),
+    }, _swift),
+    "s3": ({
+        "endpoint_url": Option(str, required=True), "region": Option(str),
+        "access_key": Option(str, required=True), "secret_key": Option(str, required=True),
+        "bucket": Option(str, required=True), "addressing_style": Option(str),
+        "multipart_threshold": Option(int), "part_size": Option(int),
+    }, _s3),
+}
+
+
+def parse(tables: Mapping[str, Any]) -> tuple[StoreSpec, ...]:
+    """`StoreSpec`s from the `[stores]` table of the configuration file."""
+    specs = []
+    for store_id, table in tables.items():
+        where = f"stores.{store_id}"
+        if not ID_PATTERN.fullmatch(store_id) or store_id.startswith("os_glance_"):
+            raise StoreConfigError(f"{where}: a store id is 1-64 lower-case letters, digits, "
+                                   "'-' or '_' (and not os_glance_*)")
+        if not isinstance(table, Mapping):
+            raise StoreConfigError(f"{where}: must be a table")
+        rest = dict(table)
+        driver = rest.pop("driver", None)
+        if driver not in DRIVERS:
+            raise StoreConfigError(f"{where}: driver must be one of {', '.join(DRIVERS)}, "
+                                   f"not {driver!r}")
+        description = rest.pop("description", "")
+        weight = rest.pop("weight", 0)
+        if not isinstance(description, str):
+            raise StoreConfigError(f"{where}.description: must be a string")
+        if not isinstance(weight, int) or isinstance(weight, bool):
+            raise StoreConfigError(f"{where}.weight: must be an integer")
+        known, _ = DRIVERS[driver]
+        for name, value in rest.items():
+            option = known.get(name)
+            if option is None:
+                raise StoreConfigError(f"{where}.{name}: not an option of the {driver} driver "
+                                       f"(options: {', '.join(sorted(known))})")
+            if not isinstance(value, option.kind) or isinstance(value, bool):
+                raise StoreConfigError(f"{where}.{name}: must be {option.kind.__name__}")
+            if isinstance(value, int) and value <= 0:
+                raise StoreConfigError(f"{where}.{name}: must be positive (bytes)")
+        missing = [name for name, option in known.items() if option.required and name not in rest]
+        if missing:
+            raise StoreConfigError(f"{where}: missing {', '.join(missing)}")
+        specs.append(StoreSpec(store_id, driver, description, weight, rest))
+    return tuple(specs)
+
+
+def default_specs(images_dir: Path) -> tuple[StoreSpec, ...]:
+    """The embedded default: one filesystem store under the data folder."""
+    return (StoreSpec(DEFAULT_ID, "filesystem", "Local filesystem",
+                      options={"path": str(images_dir)}),)
+
+
+def build(specs: tuple[StoreSpec, ...]) -> dict[str, Store]:
+    """The `Store`s of `specs`, heaviest weight first (the order locations are tried in)."""
+    stores = {}
+    for spec in sorted(specs, key=lambda s: -s.weight):
+        _, make = DRIVERS[spec.driver]
+        try:
+            driver = make(spec.options)
+        except (TypeError, ValueError, OSError) as exc:
+            raise StoreConfigError(f"stores.{spec.id}: {exc}") from exc
+        stores[spec.id] = Store(spec.id, driver, spec.description, spec.weight)
+    return stores
