@@ -1,12 +1,14 @@
 """Helpers of scripts/swift, run by Debian's /usr/bin/python3 (which has Swift's modules).
 
-    swift_setup.py ports
-        Print shell assignments of free 127.0.0.1 ports: proxy, account, container, object,
-        memcached.
-    swift_setup.py rings ETC ACCOUNT_PORT CONTAINER_PORT OBJECT_PORT CACHE
+    swift_setup.py ports CACHE
+        Print shell assignments of free 127.0.0.1 ports (proxy, account, container, object,
+        memcached): the newest port layout with rings in CACHE whose ports are all free, else
+        fresh ones.
+    swift_setup.py rings ETC LAYOUT ACCOUNT_PORT CONTAINER_PORT OBJECT_PORT CACHE
         Put account, container and object rings (part power 10, one replica, one device d1) in
         ETC: copied from CACHE/<ports>/ when built before for that port layout, else built in
-        this one process (no swift-ring-builder start-ups) and cached.
+        this one process (no swift-ring-builder start-ups) and cached (the newest
+        KEEP_LAYOUTS layouts are kept).
     swift_setup.py wait DIR TIMEOUT
         Wait until the Swift started from DIR authenticates and stores an object; write
         DIR/swift.json. Exit 1 as soon as one of its processes dies, or after TIMEOUT seconds.
@@ -28,20 +30,53 @@ NAMES = ("proxy", "account", "container", "object", "memcached")
 USER, KEY = "test:tester", "testing"
 
 
-def ports() -> int:
-    sockets = []
-    for name in NAMES:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-        print(f"{name}_port={sock.getsockname()[1]}")
-    for sock in sockets:
-        sock.close()
+KEEP_LAYOUTS = 16
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        # as the servers bind: a port some closed connection still lingers on is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _layouts(cache: str) -> list[str]:
+    """Cached layouts (folder names `proxy-account-container-object-memcached`), newest first."""
+    try:
+        names = [n for n in os.listdir(cache) if n.count("-") == 4 and n.replace("-", "").isdigit()]
+    except FileNotFoundError:
+        return []
+    return sorted(names, key=lambda n: os.stat(os.path.join(cache, n)).st_mtime, reverse=True)
+
+
+def ports(cache: str) -> int:
+    chosen: list[int] | None = None
+    for layout in _layouts(cache):
+        numbers = [int(p) for p in layout.split("-")]
+        if all(_free(p) for p in numbers):
+            chosen = numbers
+            break
+    if chosen is None:
+        sockets = []
+        for _ in NAMES:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        chosen = [sock.getsockname()[1] for sock in sockets]
+        for sock in sockets:
+            sock.close()
+    for name, port in zip(NAMES, chosen, strict=True):
+        print(f"{name}_port={port}")
     return 0
 
 
-def rings(etc: str, account: str, container: str, object_: str, cache: str) -> int:
-    cached = os.path.join(cache, f"{account}-{container}-{object_}")
+def rings(etc: str, layout: str, account: str, container: str, object_: str,
+          cache: str) -> int:
+    cached = os.path.join(cache, layout)
     files = [f"{kind}.ring.gz" for kind in ("account", "container", "object")]
     if not all(os.path.exists(os.path.join(cached, f)) for f in files):
         from swift.common.ring import RingBuilder
@@ -62,6 +97,9 @@ def rings(etc: str, account: str, container: str, object_: str, cache: str) -> i
             shutil.rmtree(tmp, ignore_errors=True)
     for name in files:
         shutil.copy(os.path.join(cached, name), os.path.join(etc, name))
+    os.utime(cached)  # newest first, for `ports`
+    for old in _layouts(cache)[KEEP_LAYOUTS:]:
+        shutil.rmtree(os.path.join(cache, old), ignore_errors=True)
     return 0
 
 
@@ -140,10 +178,10 @@ def wait(folder: str, timeout: str) -> int:
 
 def main(argv: list[str]) -> int:
     match argv:
-        case ["ports"]:
-            return ports()
-        case ["rings", etc, account, container, object_, cache]:
-            return rings(etc, account, container, object_, cache)
+        case ["ports", cache]:
+            return ports(cache)
+        case ["rings", etc, layout, account, container, object_, cache]:
+            return rings(etc, layout, account, container, object_, cache)
         case ["wait", folder, timeout]:
             return wait(folder, timeout)
     print(__doc__, file=sys.stderr)

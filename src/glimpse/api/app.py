@@ -21,6 +21,7 @@ from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.members import SqlMemberRepository
 from glimpse.registry.usage import SqlUsage
 from glimpse.services.cleanup import Cleanup
+from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
 from glimpse.services.members import MemberService
@@ -90,6 +91,9 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
         downloads=DownloadService(repo, members, policy, stores),
         members=MemberService(repo, members, policy, quota=(
             None if settings.image_member_quota < 0 else settings.image_member_quota)),
+        discovery=StoreDiscovery(
+            stores, settings.upload_store, multistore=bool(settings.stores), policy=policy,
+            drivers={spec.id: (spec.driver, dict(spec.options)) for spec in settings.store_specs}),
         cleanup=cleanup,
         quotas=quotas,
     )

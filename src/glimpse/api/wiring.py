@@ -10,6 +10,7 @@ from starlette.requests import Request
 from glimpse.config import Settings
 from glimpse.domain.context import RequestContext
 from glimpse.services.cleanup import Cleanup
+from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
 from glimpse.services.members import MemberService
@@ -26,6 +27,7 @@ class Services:
     uploads: UploadService
     downloads: DownloadService
     members: MemberService
+    discovery: StoreDiscovery
     cleanup: Cleanup
     quotas: QuotaService
 

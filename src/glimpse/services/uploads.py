@@ -109,9 +109,18 @@ class UploadService:
         self._clock = clock
         self._quotas = quotas
 
-    @property
-    def _store(self) -> Store:
-        return self._stores[self._settings.store_id]
+    def _store(self, store_id: str | None) -> Store:
+        """The store an upload goes to: the one asked for (`X-Image-Meta-Store`), else the
+        default. An unknown or read-only store is refused before any byte is read."""
+        if store_id is None:
+            return self._stores[self._settings.store_id]
+        store = self._stores.get(store_id)
+        if store is None:
+            raise Invalid(f"Store {store_id!r} is not one of this server's stores "
+                          f"({', '.join(self._stores)}).")
+        if not store.capabilities.write:
+            raise Invalid(f"Store {store_id!r} is read-only.")
+        return store
 
     async def upload(
         self,
@@ -119,8 +128,11 @@ class UploadService:
         image_id: str,
         chunks: AsyncIterator[bytes],
         declared_size: int | None = None,
+        store_id: str | None = None,
     ) -> Image:
         """Stream `chunks` into the store as the data of image `image_id`; returns it active.
+
+        `store_id` picks the store (the default one if None).
 
         Raises `TooLarge` over the size cap or a quota of the owner's project (a declared size
         before any byte is read; otherwise as soon as the data passes it, or, exactly, when the
@@ -136,7 +148,7 @@ class UploadService:
         member = await membership_of(self._members, ctx, image_id)
         budget = await self._budget(ctx, image_id, member, declared_size)
         limits = budget.limits if budget is not None else None
-        store = self._store
+        store = self._store(store_id)
 
         def begin(image: Image) -> None:
             self._policy.check("upload_image", ctx, image, member, "upload data to")

@@ -406,7 +406,13 @@ class SwiftReader:
 class SwiftDriver:
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
 
-    def __init__(self, options: SwiftOptions) -> None:
+    def __init__(self, options: SwiftOptions | None = None, **settings: Any) -> None:
+        """Either `SwiftOptions`, or its fields as keywords (as configuration gives them).
+        Raises `ValueError` for options that cannot work."""
+        if options is None:
+            options = SwiftOptions(**settings)
+        elif settings:
+            raise TypeError("give SwiftOptions or keywords, not both")
         self.options = options
         self.segment_container = f"{options.container}_segments"
         self._client: httpx.AsyncClient | None = None

@@ -37,11 +37,14 @@ _UPLOADED = {op: Link(op, {"id": "$request.path.id"})
     "uploadImageData", "Upload the image's data (once, to a queued image).",
     params=(IMAGE_ID, Param("x-openstack-image-size", "header",
                             "The size the client declares; the upload fails if it differs.",
-                            {"type": "integer", "minimum": 0, "maximum": INT64_MAX})),
+                            {"type": "integer", "minimum": 0, "maximum": INT64_MAX}),
+            Param("X-Image-Meta-Store", "header",
+                  "With several stores: the store to write to (default: `default_store`).")),
     body=Body({"application/octet-stream": {"type": "string", "format": "binary"}}),
     replies={204: Reply("Stored; the image is active.", links=_UPLOADED)},
-    errors={400: "The declared size is not a number or differs from the data received, or "
-                 "the image has no disk_format/container_format yet.",
+    errors={400: "The declared size is not a number or differs from the data received, the "
+                 "image has no disk_format/container_format yet, or the store named is unknown "
+                 "or read-only.",
             403: "The caller does not own the image.",
             404: "No image with this id is visible to the caller.",
             409: "The image is not queued (data is uploaded once), or it was changed "
@@ -56,9 +59,10 @@ async def upload(request: Request) -> Response:
     if media_type(request) != "application/octet-stream":
         raise ApiError(415, "Image data must be sent as Content-Type: application/octet-stream.")
     declared = _declared_size(request)
-    await services(request).uploads.upload(
-        context(request), image_id(request), _body(request), declared
-    )
+    svc = services(request)
+    store = request.headers.get("x-image-meta-store") if svc.discovery.multistore else None
+    await svc.uploads.upload(context(request), image_id(request), _body(request), declared,
+                             store)
     return Response(status_code=204)
 
 

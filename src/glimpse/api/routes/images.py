@@ -27,6 +27,8 @@ from glimpse.services import patch
 from glimpse.services.bounds import INT32_MAX, INT64_MAX
 from glimpse.services.images import CREATE_FORBIDDEN, CREATE_READ_ONLY
 from glimpse.services.query import SORT_KEYS
+from glimpse.domain.images import Image
+from glimpse.services.protections import PropertyAccess
 from glimpse.services.views import image_document
 
 IMAGE_ID = Param("id", "path", "The image id.", {"type": "string", "pattern": "^[^/]+$"})
@@ -39,6 +41,15 @@ CONCURRENT = "The image was changed concurrently past the retries, or a state ru
 #: patched image) or in the path (after an action on it).
 _BY_BODY = {"id": "$response.body#/id"}
 _BY_PATH = {"id": "$request.path.id"}
+
+
+def view(request: Request, image: Image, access: PropertyAccess) -> dict[str, Any]:
+    """The image as the caller sees it; with several stores, also the `stores` that hold its
+    data, as Glance shows them (comma-separated ids)."""
+    document = image_document(image, access)
+    if services(request).discovery.multistore and image.locations:
+        document["stores"] = ",".join(dict.fromkeys(loc.store for loc in image.locations))
+    return document
 
 
 def _links(source: dict[str, str], *operation_ids: str) -> dict[str, Link]:
@@ -110,8 +121,11 @@ async def create(request: Request) -> Response:
     ctx = context(request)
     image = await svc.images.create(ctx, body)
     location = base_url(request, svc.settings.public_endpoint) + f"v2/images/{image.id}"
-    return json_response(image_document(image, svc.images.access(ctx)), status=201,
-                         headers={"Location": location})
+    headers = {"Location": location}
+    if svc.discovery.multistore:
+        headers["OpenStack-image-store-ids"] = ",".join(svc.discovery.writable())
+    return json_response(view(request, image, svc.images.access(ctx)), status=201,
+                         headers=headers)
 
 
 @describe(Operation(
@@ -130,7 +144,7 @@ async def index(request: Request) -> Response:
     access = svc.images.access(ctx)
     kept = [(k, v) for k, v in params if k != "marker"]
     document: dict[str, Any] = {
-        "images": [image_document(i, access) for i in page.images],
+        "images": [view(request, i, access) for i in page.images],
         "first": "/v2/images" + (f"?{urlencode(kept)}" if kept else ""),
         "schema": "/v2/schemas/images",
     }
@@ -147,7 +161,7 @@ async def index(request: Request) -> Response:
 async def show(request: Request) -> Response:
     images, ctx = services(request).images, context(request)
     image = await images.get(ctx, image_id(request))
-    return json_response(image_document(image, images.access(ctx)))
+    return json_response(view(request, image, images.access(ctx)))
 
 
 @takes_body
@@ -177,7 +191,7 @@ async def update(request: Request) -> Response:
     body = await read_json(request, svc.settings.max_request_body_size, patch.MEDIA_TYPES)
     ctx = context(request)
     image = await svc.images.update(ctx, image_id(request), kind, body)
-    return json_response(image_document(image, svc.images.access(ctx)))
+    return json_response(view(request, image, svc.images.access(ctx)))
 
 
 @describe(Operation(

@@ -1,0 +1,50 @@
+"""A real Swift for the store tests: started by `scripts/swift`, or one already running.
+
+`swift_facts(dir)` starts one in `dir` (a few seconds warm; see docs/stores.md, "Testing") and
+returns what `scripts/swift start` wrote in `dir/swift.json`; `stop_swift(dir)` stops it.
+`GLIMPSE_TEST_SWIFT`, the path of a swift.json, names one to reuse instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from glimpse.stores.swift import SwiftDriver, SwiftOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "swift"
+ENV = "GLIMPSE_TEST_SWIFT"
+
+
+def start_swift(folder: Path, *extra: str) -> dict[str, Any]:
+    result = subprocess.run(["bash", str(SCRIPT), "start", str(folder), *extra],
+                            capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode:
+        raise RuntimeError(f"scripts/swift start failed:\n{result.stdout}\n{result.stderr}")
+    facts: dict[str, Any] = json.loads((folder / "swift.json").read_text())
+    return facts
+
+
+def stop_swift(folder: Path) -> None:
+    subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True,
+                   timeout=120, check=False)
+
+
+def reused_facts() -> dict[str, Any] | None:
+    named = os.environ.get(ENV)
+    if not named:
+        return None
+    facts: dict[str, Any] = json.loads(Path(named).read_text())
+    return facts
+
+
+def driver(facts: dict[str, Any], **options: Any) -> SwiftDriver:
+    """A driver on its own fresh container, so that tests never see each other's objects."""
+    settings: dict[str, Any] = {"container": f"t-{uuid.uuid4().hex[:12]}", **options}
+    return SwiftDriver(SwiftOptions(auth_url=facts["auth_url"], user=facts["user"],
+                                    key=facts["key"], **settings))
