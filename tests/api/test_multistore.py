@@ -108,3 +108,20 @@ def test_a_bad_store_table_stops_serve(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "stores.x.colour: not an option of the filesystem driver" in done.stderr
+
+
+def test_delete_from_one_store(multi: httpx.Client, stores_dir: Path) -> None:
+    image = create_raw(multi)
+    assert multi.put(f"/v2/images/{image['id']}/file", content=DATA,
+                     headers=OCTET).status_code == 204
+    # the only copy: refused; an unknown store: 404; members: 403
+    assert_error(multi.delete(f"/v2/stores/fast/{image['id']}"), 409)
+    assert_error(multi.delete(f"/v2/stores/cheap/{image['id']}"), 404)
+    member = {"X-Project-Id": "admin", "X-Roles": "member"}
+    assert_error(multi.delete(f"/v2/stores/fast/{image['id']}", headers=member), 403)
+    assert any(image["id"] in p.name for p in (stores_dir / "fast").iterdir())
+
+
+def test_delete_from_store_needs_several_stores(api: httpx.Client) -> None:
+    image = create_raw(api)
+    assert_error(api.delete(f"/v2/stores/file/{image['id']}"), 404)

@@ -120,3 +120,20 @@ def test_delete_hands_back_locations() -> None:
     assert img.status == ImageStatus.DELETED and img.locations == []
     with pytest.raises(Conflict):
         img.delete()
+
+
+def test_drop_store_keeps_the_last_copy() -> None:
+    img = image(ImageStatus.ACTIVE)
+    img.locations = [Location("fast", "k1"), Location("cheap", "k2"), Location("fast", "k3")]
+    assert img.drop_store("fast") == [Location("fast", "k1"), Location("fast", "k3")]
+    assert img.locations == [Location("cheap", "k2")]
+    with pytest.raises(Conflict):
+        img.drop_store("cheap")  # the last copy
+    from glimpse.domain.errors import NotFound
+
+    with pytest.raises(NotFound):
+        img.drop_store("fast")
+    queued = image()
+    queued.locations = [Location("a", "x"), Location("b", "y")]
+    with pytest.raises(Conflict):
+        queued.drop_store("a")

@@ -12,6 +12,7 @@ from glimpse.api import errors
 from glimpse.api.identity import Authenticator, NoAuth
 from glimpse.api.middleware import ASGIApp, EdgeMiddleware
 from glimpse.api.routes import data, images, info, members, schemas, versions
+from glimpse.api.routes import stores as store_routes
 from glimpse.api.wiring import Services
 from glimpse.config import Settings
 from glimpse.domain.changes import Quotas
@@ -143,7 +144,7 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = Starlette(
         routes=[*versions.routes, *schemas.routes, *images.routes, *members.routes,
-                *data.routes, *info.routes],
+                *data.routes, *info.routes, *store_routes.routes],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from glimpse.domain.errors import Conflict, Forbidden, Invalid
+from glimpse.domain.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class ImageStatus(enum.StrEnum):
@@ -183,6 +183,23 @@ class Image:
             raise Forbidden(f"Image {self.id} is protected and cannot be deleted.")
         self._move(ImageStatus.DELETED)
         gone, self.locations = self.locations, []
+        return gone
+
+    def drop_store(self, store: str) -> list[Location]:
+        """Forget the locations in `store`; returns them (their data must now be removed).
+
+        Only an active image loses a copy this way, and never its last one."""
+        if self.status != ImageStatus.ACTIVE:
+            raise Conflict(f"Image {self.id} is {self.status}: only an active image's data "
+                           "can be removed from one store")
+        gone = [loc for loc in self.locations if loc.store == store]
+        if not gone:
+            raise NotFound(f"Image {self.id} has no data in store {store!r}")
+        kept = [loc for loc in self.locations if loc.store != store]
+        if not kept:
+            raise Conflict(f"Store {store!r} holds the last copy of image {self.id}'s data; "
+                           "delete the image instead")
+        self.locations = kept
         return gone
 
     def release_upload(self) -> None:

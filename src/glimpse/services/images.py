@@ -208,6 +208,18 @@ class ImageService:
 
         await self.mutate(image_id, change)
 
+    async def delete_from_store(self, ctx: RequestContext, store_id: str, image_id: str) -> None:
+        """Remove the image's data from one store (`DELETE /v2/stores/{store}/{id}`): the
+        location goes, its data through a deletion job; the last location never goes."""
+        member = await membership_of(self._members, ctx, image_id)
+
+        def change(image: Image) -> Iterable[Location]:
+            self._policy.check("delete_image_location", ctx, image, member,
+                               "delete a location of")
+            return image.drop_store(store_id)
+
+        await self.mutate(image_id, change)
+
     # -- tags ---------------------------------------------------------------------------------
 
     async def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:

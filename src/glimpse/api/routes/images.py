@@ -23,12 +23,12 @@ from glimpse.api.routing import (
     takes_body,
 )
 from glimpse.api.wiring import context, services
+from glimpse.domain.images import Image
 from glimpse.services import patch
 from glimpse.services.bounds import INT32_MAX, INT64_MAX
 from glimpse.services.images import CREATE_FORBIDDEN, CREATE_READ_ONLY
-from glimpse.services.query import SORT_KEYS
-from glimpse.domain.images import Image
 from glimpse.services.protections import PropertyAccess
+from glimpse.services.query import SORT_KEYS
 from glimpse.services.views import image_document
 
 IMAGE_ID = Param("id", "path", "The image id.", {"type": "string", "pattern": "^[^/]+$"})

@@ -1,0 +1,252 @@
+"""What the conformance suite cannot see of the Swift driver: SLO layout, failures, tokens.
+
+Large-object tests use small thresholds (1 MiB) so that a few MiB make several segments. The
+failure tests run against a Swift of their own (`own_swift`), since they kill parts of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from glimpse.stores.base import Store
+from glimpse.stores.errors import ObjectExists, ObjectNotFound, StoreFull, StoreUnavailable
+from glimpse.stores.swift import SwiftDriver, SwiftWriter
+from tests.stores import swift_server
+
+pytestmark = pytest.mark.anyio
+MiB = 1024 * 1024
+SMALL = {"large_object_size": MiB, "segment_size": MiB, "max_object_size": 64 * MiB}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def driver(swift_facts: dict[str, Any]) -> SwiftDriver:
+    return swift_server.driver(swift_facts, **SMALL)
+
+
+@pytest.fixture
+def own_swift(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A Swift for one test, which may kill it."""
+    facts = swift_server.start_swift(tmp_path / "swift")
+    try:
+        yield facts
+    finally:
+        swift_server.stop_swift(tmp_path / "swift")
+
+
+async def account(driver: SwiftDriver, method: str, path: str, **kw: Any) -> httpx.Response:
+    """A request straight to Swift with the driver's own credentials."""
+    return await driver.request(method, path, **kw)
+
+
+async def segments(driver: SwiftDriver, key: str) -> list[dict[str, Any]]:
+    response = await account(driver, "GET", f"/{driver.segment_container}",
+                             params={"format": "json", "prefix": f"{key}/"})
+    if response.status_code == 404:
+        return []
+    assert response.status_code == 200
+    listing: list[dict[str, Any]] = response.json()
+    return listing
+
+
+async def put(store: Store, key: str, data: bytes, size_hint: int | None = None,
+              piece: int = 300_000) -> None:
+    writer = await store.open_writer(key, size_hint)
+    try:
+        for start in range(0, len(data), piece):
+            await writer.write([data[start:start + piece]])
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+
+
+async def get(store: Store, key: str, offset: int = 0, length: int | None = None) -> bytes:
+    reader = await store.open_reader(key, offset, length)
+    return b"".join([chunk async for chunk in reader.chunks()])
+
+
+async def test_unknown_size_above_the_threshold_becomes_an_slo(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    data = os.urandom(3 * MiB + 5)
+    await put(store, "slo", data)
+    parts = await segments(driver, "slo")
+    assert [p["bytes"] for p in parts] == [MiB, MiB, MiB, 5]
+    head = await account(driver, "HEAD", driver.object_path("slo"))
+    assert head.headers.get("x-static-large-object") == "True"
+    assert await get(store, "slo") == data
+    # a range across a segment boundary
+    assert await get(store, "slo", MiB - 10, 20) == data[MiB - 10:MiB + 10]
+    assert (await store.stat("slo")).size == len(data)
+
+
+async def test_small_objects_are_plain(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    for key, hint in (("known", 1000), ("unknown", None)):
+        await put(store, key, b"p" * 1000, hint)
+        head = await account(driver, "HEAD", driver.object_path(key))
+        assert head.status_code == 200
+        assert "x-static-large-object" not in head.headers
+        assert await segments(driver, key) == []
+
+
+async def test_declared_size_sets_the_segment_size(swift_facts: dict[str, Any]) -> None:
+    driver = swift_server.driver(swift_facts, **{**SMALL, "max_segments": 2})
+    store = Store("swift", driver)
+    data = os.urandom(3 * MiB)
+    await put(store, "sized", data, size_hint=len(data))
+    assert [p["bytes"] for p in await segments(driver, "sized")] == [3 * MiB // 2] * 2
+    assert await get(store, "sized") == data
+
+
+async def test_a_size_that_cannot_fit_is_refused_before_any_byte(
+        swift_facts: dict[str, Any]) -> None:
+    driver = swift_server.driver(swift_facts, **{**SMALL, "max_segments": 2})
+    with pytest.raises(StoreFull):
+        await Store("swift", driver).open_writer("huge", 11 * 1024**3)
+
+
+async def test_outgrowing_the_segment_limit_is_store_full(swift_facts: dict[str, Any]) -> None:
+    driver = swift_server.driver(swift_facts, large_object_size=MiB, segment_size=MiB,
+                                 max_object_size=2 * MiB, max_segments=2)
+    store = Store("swift", driver)
+    writer = await store.open_writer("grows")
+    with pytest.raises(StoreFull):
+        for _ in range(3):
+            await writer.write([b"g" * MiB, b"!"])
+    await writer.abort()
+    assert await segments(driver, "grows") == []
+
+
+async def landed(writer: SwiftWriter) -> None:
+    """Wait until the segments whose bytes are all written are stored (white box)."""
+    for task in writer._finishing:
+        await task
+
+
+async def test_abort_removes_the_segments(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    writer = await driver.open_writer("aborted", None)
+    await writer.write([os.urandom(MiB)] * 3)
+    await landed(writer)
+    assert len(await segments(driver, "aborted")) == 2  # written, not visible
+    with pytest.raises(ObjectNotFound):
+        await store.open_reader("aborted")
+    await writer.abort()
+    assert await segments(driver, "aborted") == []
+    with pytest.raises(ObjectNotFound):
+        await store.stat("aborted")
+
+
+async def test_delete_removes_the_segments(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    await put(store, "deleted", os.urandom(2 * MiB + 1))
+    assert len(await segments(driver, "deleted")) == 3
+    await store.delete("deleted")
+    assert await segments(driver, "deleted") == []
+    with pytest.raises(ObjectNotFound):
+        await store.delete("deleted")
+
+
+async def test_discard_removes_what_a_dead_writer_left(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    writer = await driver.open_writer("dead", None)
+    await writer.write([os.urandom(MiB)] * 3 + [b"x"])
+    await landed(writer)
+    assert len(await segments(driver, "dead")) == 2
+    await store.discard("dead")  # the writer is forgotten, as when its process died
+    assert await segments(driver, "dead") == []
+
+
+async def test_an_slo_commit_never_replaces_an_object(driver: SwiftDriver) -> None:
+    store = Store("swift", driver)
+    await put(store, "taken", b"first")
+    writer = await store.open_writer("taken")
+    await writer.write([os.urandom(MiB)] * 2)
+    with pytest.raises(ObjectExists):
+        await writer.commit()
+    await writer.abort()
+    assert await segments(driver, "taken") == []
+    assert await get(store, "taken") == b"first"
+
+
+async def test_bad_credentials_are_store_unavailable(swift_facts: dict[str, Any]) -> None:
+    driver = swift_server.driver({**swift_facts, "key": "wrong"})
+    with pytest.raises(StoreUnavailable, match="refused"):
+        await Store("swift", driver).stat("anything")
+
+
+def _proxy_workers(facts: dict[str, Any]) -> list[psutil.Process]:
+    return psutil.Process(facts["pids"]["proxy"]).children()
+
+
+async def test_a_broken_download_resumes_where_it_stopped(own_swift: dict[str, Any]) -> None:
+    driver = swift_server.driver(own_swift, **SMALL)
+    store = Store("swift", driver)
+    data = os.urandom(48 * MiB)
+    await put(store, "resumed", data, piece=MiB)
+    reader = await store.open_reader("resumed")
+    received = bytearray()
+    async for chunk in reader.chunks():
+        if not received:
+            for worker in _proxy_workers(own_swift):  # the parent starts new workers
+                worker.kill()
+        received += chunk
+    assert bytes(received) == data
+
+
+async def test_a_token_swift_forgot_is_renewed(own_swift: dict[str, Any]) -> None:
+    driver = swift_server.driver(own_swift)
+    store = Store("swift", driver)
+    await put(store, "before", b"1")
+    with socket.create_connection(("127.0.0.1", own_swift["ports"]["memcached"])) as cache:
+        cache.sendall(b"flush_all\r\n")  # tempauth keeps its tokens there
+        assert cache.recv(100).startswith(b"OK")
+    assert await get(store, "before") == b"1"
+    await put(store, "after", b"2")
+    assert await get(store, "after") == b"2"
+
+
+async def test_swift_going_away_mid_download_is_store_unavailable(
+        own_swift: dict[str, Any]) -> None:
+    driver = swift_server.driver(own_swift, **SMALL)
+    store = Store("swift", driver)
+    data = os.urandom(48 * MiB)
+    await put(store, "lost", data, piece=MiB)
+    reader = await store.open_reader("lost")
+    received = 0
+    with pytest.raises(StoreUnavailable) as lost:
+        async for chunk in reader.chunks():
+            if not received:
+                os.killpg(own_swift["pids"]["proxy"], signal.SIGKILL)
+            received += len(chunk)
+    assert received < len(data)
+    assert lost.value.store_id == "swift"
+
+
+async def test_swift_going_away_mid_upload_is_store_unavailable(
+        own_swift: dict[str, Any]) -> None:
+    driver = swift_server.driver(own_swift, **SMALL)
+    store = Store("swift", driver)
+    writer = await store.open_writer("cut")
+    await writer.write([os.urandom(MiB)] * 2)
+    os.killpg(own_swift["pids"]["proxy"], signal.SIGKILL)
+    with pytest.raises(StoreUnavailable):
+        for _ in range(16):
+            await writer.write([os.urandom(MiB)])
+        await writer.commit()
+    with pytest.raises(StoreUnavailable):
+        await writer.abort()  # the segments cannot be removed while Swift is away
