@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from glimpse.stores.base import Store
 from glimpse.stores.filesystem import FilesystemDriver
-from tests.stores import swift_server
+from glimpse.stores.s3 import S3Driver
+from glimpse.stores.swift import SwiftDriver
+from tests.stores import s3_server, swift_server
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +31,60 @@ def swift_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         swift_server.stop_swift(folder)
 
 
-@pytest.fixture(params=["filesystem", "swift"])
+@pytest.fixture
+async def swift_drivers() -> AsyncIterator[list[SwiftDriver]]:
+    """Swift drivers to close in the test's own event loop (their connections belong to it)."""
+    drivers: list[SwiftDriver] = []
+    yield drivers
+    for driver in drivers:
+        await driver.aclose()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3_server.S3Endpoint]:
+    """moto's standalone S3 server, in a process of its own for the session."""
+    endpoint = s3_server.start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@contextlib.asynccontextmanager
+async def s3_store(endpoint: s3_server.S3Endpoint) -> AsyncIterator[Store]:
+    """An S3 store on a fresh bucket, its client opened (and checked) before the test and closed
+    in the test's own event loop, which its connections belong to."""
+    bucket = s3_server.new_bucket(endpoint)
+    driver = S3Driver(**endpoint.driver_options(bucket), **s3_server.conformance_options(endpoint))
+    try:
+        await driver.check()
+        yield Store(f"s3-{endpoint.name}", driver)
+    finally:
+        await driver.aclose()
+        s3_server.empty_and_delete_bucket(endpoint, bucket)
+
+
+@pytest.fixture
+async def s3_moto_store(moto_endpoint: s3_server.S3Endpoint) -> AsyncIterator[Store]:
+    async with s3_store(moto_endpoint) as store:
+        yield store
+
+
+@pytest.fixture
+async def s3_swift_store(swift_facts: dict[str, Any]) -> AsyncIterator[Store]:
+    async with s3_store(s3_server.swift_s3_endpoint(swift_facts)) as store:
+        yield store
+
+
+@pytest.fixture(params=["filesystem", "swift", "s3-moto", "s3-swift"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "filesystem":
         yield Store("file", FilesystemDriver(tmp_path / "objects"))
     elif request.param == "swift":
-        yield Store("swift", swift_server.driver(request.getfixturevalue("swift_facts")))
+        driver = swift_server.driver(request.getfixturevalue("swift_facts"))
+        request.getfixturevalue("swift_drivers").append(driver)
+        yield Store("swift", driver)
+    elif request.param == "s3-moto":
+        yield request.getfixturevalue("s3_moto_store")
+    elif request.param == "s3-swift":
+        yield request.getfixturevalue("s3_swift_store")

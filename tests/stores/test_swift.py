@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from glimpse.stores.base import Store
 from glimpse.stores.errors import ObjectExists, ObjectNotFound, StoreFull, StoreUnavailable
-from glimpse.stores.swift import SwiftDriver, SwiftWriter
+from glimpse.stores.swift import SwiftDriver, SwiftOptions, SwiftWriter
 from tests.stores import swift_server
 
 pytestmark = pytest.mark.anyio
@@ -33,8 +33,30 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def driver(swift_facts: dict[str, Any]) -> SwiftDriver:
-    return swift_server.driver(swift_facts, **SMALL)
+def make_driver(swift_drivers: list[SwiftDriver]) -> Callable[..., SwiftDriver]:
+    """Drivers on fresh containers, closed after the test."""
+    def make(facts: dict[str, Any], **options: Any) -> SwiftDriver:
+        made = swift_server.driver(facts, **options)
+        swift_drivers.append(made)
+        return made
+
+    return make
+
+
+@pytest.fixture
+def driver(swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> SwiftDriver:
+    return make_driver(swift_facts, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def spare_swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A Swift of this module's own, for tests that disturb it (it recovers)."""
+    folder = tmp_path_factory.mktemp("spare-swift")
+    facts = swift_server.start_swift(folder)
+    try:
+        yield facts
+    finally:
+        swift_server.stop_swift(folder)
 
 
 @pytest.fixture
@@ -103,8 +125,9 @@ async def test_small_objects_are_plain(driver: SwiftDriver) -> None:
         assert await segments(driver, key) == []
 
 
-async def test_declared_size_sets_the_segment_size(swift_facts: dict[str, Any]) -> None:
-    driver = swift_server.driver(swift_facts, **{**SMALL, "max_segments": 2})
+async def test_declared_size_sets_the_segment_size(swift_facts: dict[str, Any],
+                                                  make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(swift_facts, **{**SMALL, "max_segments": 2})
     store = Store("swift", driver)
     data = os.urandom(3 * MiB)
     await put(store, "sized", data, size_hint=len(data))
@@ -113,20 +136,39 @@ async def test_declared_size_sets_the_segment_size(swift_facts: dict[str, Any]) 
 
 
 async def test_a_size_that_cannot_fit_is_refused_before_any_byte(
-        swift_facts: dict[str, Any]) -> None:
-    driver = swift_server.driver(swift_facts, **{**SMALL, "max_segments": 2})
+        swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(swift_facts, **{**SMALL, "max_segments": 2})
     with pytest.raises(StoreFull):
         await Store("swift", driver).open_writer("huge", 11 * 1024**3)
 
 
-async def test_outgrowing_the_segment_limit_is_store_full(swift_facts: dict[str, Any]) -> None:
-    driver = swift_server.driver(swift_facts, large_object_size=MiB, segment_size=MiB,
+def test_segments_of_unknown_total_grow_only_when_the_cap_needs_it() -> None:
+    options = SwiftOptions(auth_url="http://127.0.0.1:9/auth/v1.0", user="u", key="k",
+                           segment_size=64 * MiB, max_segments=1000, max_object_size=1024**4)
+    writer = SwiftWriter(SwiftDriver(options), "k", None)
+    sizes: list[int] = []
+    for index in range(options.max_segments):  # each segment filled to its limit
+        writer._segment_names = ["s"] * index
+        writer._closed = sum(sizes)
+        sizes.append(writer._next_limit())
+    assert sum(sizes) >= options.max_object_size
+    assert set(sizes[:800]) == {64 * MiB}
+    assert max(sizes) <= 5 * 1024**3
+
+
+async def test_outgrowing_the_segment_limit_is_store_full(
+        swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(swift_facts, large_object_size=MiB, segment_size=MiB,
                                  max_object_size=2 * MiB, max_segments=2)
     store = Store("swift", driver)
     writer = await store.open_writer("grows")
-    with pytest.raises(StoreFull):
+
+    async def grow() -> None:
         for _ in range(3):
             await writer.write([b"g" * MiB, b"!"])
+
+    with pytest.raises(StoreFull):
+        await grow()
     await writer.abort()
     assert await segments(driver, "grows") == []
 
@@ -142,7 +184,7 @@ async def test_abort_removes_the_segments(driver: SwiftDriver) -> None:
     writer = await driver.open_writer("aborted", None)
     await writer.write([os.urandom(MiB)] * 3)
     await landed(writer)
-    assert len(await segments(driver, "aborted")) == 2  # written, not visible
+    assert len(await segments(driver, "aborted")) == 3  # written, not visible
     with pytest.raises(ObjectNotFound):
         await store.open_reader("aborted")
     await writer.abort()
@@ -166,7 +208,7 @@ async def test_discard_removes_what_a_dead_writer_left(driver: SwiftDriver) -> N
     writer = await driver.open_writer("dead", None)
     await writer.write([os.urandom(MiB)] * 3 + [b"x"])
     await landed(writer)
-    assert len(await segments(driver, "dead")) == 2
+    assert len(await segments(driver, "dead")) == 3  # and one still open
     await store.discard("dead")  # the writer is forgotten, as when its process died
     assert await segments(driver, "dead") == []
 
@@ -183,36 +225,60 @@ async def test_an_slo_commit_never_replaces_an_object(driver: SwiftDriver) -> No
     assert await get(store, "taken") == b"first"
 
 
-async def test_bad_credentials_are_store_unavailable(swift_facts: dict[str, Any]) -> None:
-    driver = swift_server.driver({**swift_facts, "key": "wrong"})
+async def test_bad_credentials_are_store_unavailable(
+        swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver({**swift_facts, "key": "wrong"})
     with pytest.raises(StoreUnavailable, match="refused"):
         await Store("swift", driver).stat("anything")
+
+
+async def test_check_proves_the_configuration(
+        swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    good = make_driver(swift_facts)
+    await good.check()  # creates the container
+    assert (await account(good, "HEAD", f"/{good.options.container}")).status_code == 204
+    missing = make_driver(swift_facts, create_container=False)
+    with pytest.raises(StoreUnavailable, match="404"):
+        await missing.check()
+    with pytest.raises(StoreUnavailable, match="refused"):
+        await make_driver({**swift_facts, "key": "wrong"}).check()
 
 
 def _proxy_workers(facts: dict[str, Any]) -> list[psutil.Process]:
     return psutil.Process(facts["pids"]["proxy"]).children()
 
 
-async def test_a_broken_download_resumes_where_it_stopped(own_swift: dict[str, Any]) -> None:
-    driver = swift_server.driver(own_swift, **SMALL)
+@pytest.mark.parametrize("retries", [3, 0])
+async def test_a_broken_download_resumes_where_it_stopped(
+        spare_swift: dict[str, Any], retries: int, make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(spare_swift, **SMALL, read_retries=retries)
     store = Store("swift", driver)
     data = os.urandom(48 * MiB)
     await put(store, "resumed", data, piece=MiB)
     reader = await store.open_reader("resumed")
     received = bytearray()
-    async for chunk in reader.chunks():
-        if not received:
-            for worker in _proxy_workers(own_swift):  # the parent starts new workers
-                worker.kill()
-        received += chunk
-    assert bytes(received) == data
+
+    async def receive() -> None:
+        async for chunk in reader.chunks():
+            if not received:
+                for worker in _proxy_workers(spare_swift):  # the parent starts new ones
+                    worker.kill()
+            received.extend(chunk)
+
+    if retries:
+        await receive()
+        assert bytes(received) == data
+    else:  # the same break without resuming: proof that the break happened
+        with pytest.raises(StoreUnavailable):
+            await receive()
 
 
-async def test_a_token_swift_forgot_is_renewed(own_swift: dict[str, Any]) -> None:
-    driver = swift_server.driver(own_swift)
+async def test_a_token_swift_forgot_is_renewed(
+        spare_swift: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(spare_swift)
     store = Store("swift", driver)
     await put(store, "before", b"1")
-    with socket.create_connection(("127.0.0.1", own_swift["ports"]["memcached"])) as cache:
+    with socket.create_connection(("127.0.0.1", spare_swift["ports"]["memcached"])) as cache:
         cache.sendall(b"flush_all\r\n")  # tempauth keeps its tokens there
         assert cache.recv(100).startswith(b"OK")
     assert await get(store, "before") == b"1"
@@ -221,32 +287,40 @@ async def test_a_token_swift_forgot_is_renewed(own_swift: dict[str, Any]) -> Non
 
 
 async def test_swift_going_away_mid_download_is_store_unavailable(
-        own_swift: dict[str, Any]) -> None:
-    driver = swift_server.driver(own_swift, **SMALL)
+        own_swift: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(own_swift, **SMALL)
     store = Store("swift", driver)
     data = os.urandom(48 * MiB)
     await put(store, "lost", data, piece=MiB)
     reader = await store.open_reader("lost")
-    received = 0
-    with pytest.raises(StoreUnavailable) as lost:
+    received = bytearray()
+
+    async def receive() -> None:
         async for chunk in reader.chunks():
             if not received:
                 os.killpg(own_swift["pids"]["proxy"], signal.SIGKILL)
-            received += len(chunk)
-    assert received < len(data)
+            received.extend(chunk)
+
+    with pytest.raises(StoreUnavailable) as lost:
+        await receive()
+    assert len(received) < len(data)
     assert lost.value.store_id == "swift"
 
 
 async def test_swift_going_away_mid_upload_is_store_unavailable(
-        own_swift: dict[str, Any]) -> None:
-    driver = swift_server.driver(own_swift, **SMALL)
+        own_swift: dict[str, Any], make_driver: Callable[..., SwiftDriver]) -> None:
+    driver = make_driver(own_swift, **SMALL)
     store = Store("swift", driver)
     writer = await store.open_writer("cut")
     await writer.write([os.urandom(MiB)] * 2)
     os.killpg(own_swift["pids"]["proxy"], signal.SIGKILL)
-    with pytest.raises(StoreUnavailable):
+
+    async def finish() -> None:
         for _ in range(16):
             await writer.write([os.urandom(MiB)])
         await writer.commit()
+
+    with pytest.raises(StoreUnavailable):
+        await finish()
     with pytest.raises(StoreUnavailable):
         await writer.abort()  # the segments cannot be removed while Swift is away

@@ -14,6 +14,7 @@ table there is one filesystem store, `file`, under the data folder: the embedded
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,14 +42,8 @@ class StoreSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Option:
-    kind: type
-    required: bool = False
-
-
 def _filesystem(options: Mapping[str, Any]) -> Driver:
-    return FilesystemDriver(Path(options["path"]))
+    return FilesystemDriver(**options)
 
 
 def _swift(options: Mapping[str, Any]) -> Driver:
@@ -63,23 +58,47 @@ def _s3(options: Mapping[str, Any]) -> Driver:
     return S3Driver(**options)
 
 
-#: driver name → (its options, what builds it).
-DRIVERS: dict[str, tuple[dict[str, Option], Callable[[Mapping[str, Any]], Driver]]] = {
-    "filesystem": ({"path": Option(str, required=True)}, _filesystem),
-    "swift": ({
-        "auth_url": Option(str, required=True), "auth_version": Option(str),
-        "user": Option(str, required=True), "key": Option(str, required=True),
-        "project_name": Option(str), "user_domain_name": Option(str),
-        "project_domain_name": Option(str), "container": Option(str, required=True),
-        "large_object_size": Option(int), "segment_size": Option(int),
-    }, _swift),
-    "s3": ({
-        "endpoint_url": Option(str, required=True), "region": Option(str),
-        "access_key": Option(str, required=True), "secret_key": Option(str, required=True),
-        "bucket": Option(str, required=True), "addressing_style": Option(str),
-        "multipart_threshold": Option(int), "part_size": Option(int),
-    }, _s3),
+def _options_of(driver: str) -> type[Any]:
+    """The driver's options dataclass: its fields are the `[stores.<id>]` options, the ones
+    without a default are required (one declaration, in the driver)."""
+    if driver == "filesystem":
+        from glimpse.stores.filesystem import FilesystemOptions
+
+        return FilesystemOptions
+    if driver == "swift":
+        from glimpse.stores.swift import SwiftOptions
+
+        return SwiftOptions
+    from glimpse.stores.s3 import S3Options
+
+    return S3Options
+
+
+#: driver name → what builds it from its options.
+DRIVERS: dict[str, Callable[[Mapping[str, Any]], Driver]] = {
+    "filesystem": _filesystem, "swift": _swift, "s3": _s3,
 }
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+}
+
+
+def _check_options(where: str, driver: str, given: Mapping[str, Any]) -> None:
+    known = {f.name: f for f in dataclasses.fields(_options_of(driver))}
+    for name, value in given.items():
+        found = known.get(name)
+        if found is None:
+            raise StoreConfigError(f"{where}.{name}: not an option of the {driver} driver "
+                                   f"(options: {', '.join(sorted(known))})")
+        kind = str(found.type).replace(" | None", "")
+        allowed = _TYPES.get(kind, (object,))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise StoreConfigError(f"{where}.{name}: must be {kind}")
+    missing = [name for name, f in known.items()
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and name not in given]
+    if missing:
+        raise StoreConfigError(f"{where}: missing {', '.join(missing)}")
 
 
 def parse(tables: Mapping[str, Any]) -> tuple[StoreSpec, ...]:
@@ -103,19 +122,11 @@ def parse(tables: Mapping[str, Any]) -> tuple[StoreSpec, ...]:
             raise StoreConfigError(f"{where}.description: must be a string")
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise StoreConfigError(f"{where}.weight: must be an integer")
-        known, _ = DRIVERS[driver]
-        for name, value in rest.items():
-            option = known.get(name)
-            if option is None:
-                raise StoreConfigError(f"{where}.{name}: not an option of the {driver} driver "
-                                       f"(options: {', '.join(sorted(known))})")
-            if not isinstance(value, option.kind) or isinstance(value, bool):
-                raise StoreConfigError(f"{where}.{name}: must be {option.kind.__name__}")
-            if isinstance(value, int) and value <= 0:
-                raise StoreConfigError(f"{where}.{name}: must be positive (bytes)")
-        missing = [name for name, option in known.items() if option.required and name not in rest]
-        if missing:
-            raise StoreConfigError(f"{where}: missing {', '.join(missing)}")
+        _check_options(where, driver, rest)
+        try:  # the driver's own checks of values that cannot work
+            _options_of(driver)(**rest)
+        except (TypeError, ValueError) as exc:
+            raise StoreConfigError(f"{where}: {exc}") from exc
         specs.append(StoreSpec(store_id, driver, description, weight, rest))
     return tuple(specs)
 
@@ -130,7 +141,7 @@ def build(specs: tuple[StoreSpec, ...]) -> dict[str, Store]:
     """The `Store`s of `specs`, heaviest weight first (the order locations are tried in)."""
     stores = {}
     for spec in sorted(specs, key=lambda s: -s.weight):
-        _, make = DRIVERS[spec.driver]
+        make = DRIVERS[spec.driver]
         try:
             driver = make(spec.options)
         except (TypeError, ValueError, OSError) as exc:

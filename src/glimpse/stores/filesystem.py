@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -177,13 +178,28 @@ class FilesystemReader:
             self._fd = None
 
 
+@dataclass(frozen=True)
+class FilesystemOptions:
+    """The driver's configuration (`[stores.<id>]` options of driver `filesystem`)."""
+
+    path: str
+    threads: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("path must name a folder")
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+
+
 class FilesystemDriver:
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
 
-    def __init__(self, root: Path, threads: int = 16) -> None:
-        self.root = root
+    def __init__(self, path: Path | str, threads: int = 16) -> None:
+        FilesystemOptions(str(path), threads)
+        self.root = Path(path)
         self._limiter = CapacityLimiter(threads)
-        root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await to_thread.run_sync(fn, *args, limiter=self._limiter)

@@ -11,8 +11,8 @@ Writing, by what the writer knows:
 - a larger declared size: segments sized so that the object fits in `max_segments` (a size
   beyond `max_segments` x 5 GiB is refused with `StoreFull` before any byte is accepted);
 - no declared size: the first `min(large_object_size, 4 MiB)` bytes are held in memory; a commit
-  within them makes one PUT, more bytes turn the write into segments sized so that
-  `max_object_size` fits in `max_segments`.
+  within them makes one PUT, more bytes turn the write into segments of `segment_size`, larger
+  only once needed for `max_object_size` to still fit in `max_segments` (then `StoreFull`).
 Each segment is one streamed PUT: memory stays at a few chunks whatever the segment size, and a
 segment's PUT completes (Swift's fsync and answer) while the next one already streams, at most
 `concurrency` of them at once. The manifest (or the plain PUT) carries `If-None-Match: *`, so a
@@ -60,7 +60,9 @@ GiB = 1024 * MiB
 MAX_SWIFT_OBJECT = 5 * GiB
 #: What a write of unknown size may hold in memory while it could still become one plain PUT.
 SMALL_BUFFER = 4 * MiB
-READ_CHUNK = MiB
+READ_CHUNK = 256 * 1024
+#: Pauses before sending again after a connection failure (None: give up).
+TRANSPORT_RETRY_DELAYS = (0.1, 0.5, None)
 #: Renew a token this long before Swift would refuse it.
 TOKEN_MARGIN = 30.0
 
@@ -79,8 +81,8 @@ class SwiftOptions:
     project_domain_name: str = "Default"
     region_name: str | None = None
     interface: str = "public"
-    large_object_size: int = MAX_SWIFT_OBJECT
-    segment_size: int = 200 * MiB
+    large_object_size: int = GiB
+    segment_size: int = 64 * MiB
     max_segments: int = 1000
     max_object_size: int = 1024**4
     concurrency: int = 4
@@ -98,12 +100,13 @@ class SwiftOptions:
         if not 0 < self.segment_size <= MAX_SWIFT_OBJECT:
             raise ValueError(f"segment_size must be in 1..{MAX_SWIFT_OBJECT}")
         if self.max_segments < 1 or self.concurrency < 1 or self.read_retries < 0:
-            raise ValueError("max_segments and concurrency must be at least 1, read_retries at least 0")
+            raise ValueError("max_segments and concurrency must be at least 1, "
+                             "read_retries at least 0")
         if not self.container or "/" in self.container:
             raise ValueError("container must be a non-empty name without '/'")
-        if self.segment_size * self.max_segments < self.max_object_size and math.ceil(
-                self.max_object_size / self.max_segments) > MAX_SWIFT_OBJECT:
-            raise ValueError("max_object_size does not fit in max_segments segments")
+        if self.max_segments * MAX_SWIFT_OBJECT < self.max_object_size:
+            raise ValueError(f"max_object_size does not fit in max_segments segments of "
+                             f"at most {MAX_SWIFT_OBJECT} bytes")
 
 
 def _failure(response: httpx.Response, what: str, *, writing: bool = False) -> StoreError:
@@ -190,23 +193,32 @@ class SwiftWriter:
         self._buffer: list[bytes] | None = None  # unknown size, still small
         self._plain: _StreamedPut | None = None
         self._segmented = False
-        self._segment_size = 0
+        self._uniform: int | None = None  # the segment size, for a declared size
+        self._limit = 0  # of the open segment
+        self._closed = 0  # bytes in segments whose body ended
         self._segment: _StreamedPut | None = None
         self._segment_names: list[str] = []
         self._finishing: list[asyncio.Task[dict[str, Any]]] = []
         options = self._options
         if size_hint is None:
             self._buffer = []
-            self._segment_size = max(options.segment_size,
-                                     math.ceil(options.max_object_size / options.max_segments))
         elif size_hint > options.large_object_size:
             self._segmented = True
-            self._segment_size = max(options.segment_size,
-                                     math.ceil(size_hint / options.max_segments))
-            if self._segment_size > MAX_SWIFT_OBJECT:
+            self._uniform = max(options.segment_size, math.ceil(size_hint / options.max_segments))
+            if self._uniform > MAX_SWIFT_OBJECT:
                 raise StoreFull(f"{size_hint} bytes do not fit in {options.max_segments} "
                                 f"Swift segments of at most {MAX_SWIFT_OBJECT} bytes")
-        self._segment_size = min(self._segment_size, MAX_SWIFT_OBJECT)
+
+    def _next_limit(self) -> int:
+        """The size of the next segment. Of unknown total: `segment_size` for as long as the
+        segments left, at Swift's largest, could still hold the rest of `max_object_size`;
+        then as large as needed (so early segments stay small, and the cap always fits)."""
+        if self._uniform is not None:
+            return self._uniform
+        options = self._options
+        later = options.max_segments - len(self._segment_names) - 1
+        rest = options.max_object_size - self._closed
+        return min(MAX_SWIFT_OBJECT, max(options.segment_size, rest - later * MAX_SWIFT_OBJECT))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -255,26 +267,28 @@ class SwiftWriter:
             if self._segment is None:
                 await self._open_segment()
             assert self._segment is not None
-            room = self._segment_size - self._segment.size
+            room = self._limit - self._segment.size
             piece, view = view[:room], view[room:]
             await self._segment.send(piece.tobytes() if len(piece) < len(chunk) else chunk)
             await self._check_early(self._segment, "segment write")
-            if self._segment.size >= self._segment_size:
+            if self._segment.size >= self._limit:
                 await self._close_segment()
 
     async def _open_segment(self) -> None:
         index = len(self._segment_names)
         if index >= self._options.max_segments:
-            raise StoreFull(f"the object outgrew {self._options.max_segments} segments of "
-                            f"{self._segment_size} bytes")
+            raise StoreFull(f"the object outgrew {self._options.max_segments} segments "
+                            f"({self._closed} bytes)")
         await self._driver.ensure_containers()
         name = f"{self._key}/{self._upload}/{index:08d}"
+        self._limit = self._next_limit()
         self._segment_names.append(name)
         self._segment = _StreamedPut(self._driver, self._driver.segment_path(name), {})
 
     async def _close_segment(self) -> None:
         segment, self._segment = self._segment, None
         assert segment is not None
+        self._closed += segment.size
         name = self._segment_names[-1]
         self._finishing.append(asyncio.ensure_future(self._finish_segment(segment, name)))
         # bounded: wait for the oldest segments still completing
@@ -446,11 +460,9 @@ class SwiftDriver:
     async def _authenticate(self) -> _Session:
         if self.options.auth_version == "3":
             return await to_thread.run_sync(self._keystone_session)
-        try:
-            response = await self.client.get(self.options.auth_url, headers={
-                "X-Auth-User": self.options.user, "X-Auth-Key": self.options.key})
-        except httpx.TransportError as exc:
-            raise _unreachable(exc, "authentication") from exc
+        request = self.client.build_request("GET", self.options.auth_url, headers={
+            "X-Auth-User": self.options.user, "X-Auth-Key": self.options.key})
+        response = await self._send(request, "authentication")
         if response.status_code not in (200, 204):
             raise StoreUnavailable(
                 f"authentication at {self.options.auth_url} refused ({response.status_code})")
@@ -502,14 +514,26 @@ class SwiftDriver:
             request = self.client.build_request(
                 method, session.storage_url + path, params=params, content=content,
                 headers={**(headers or {}), "X-Auth-Token": session.token})
-            try:
-                response = await self.client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                raise _unreachable(exc, f"{method} {path}") from exc
+            response = await self._send(request, f"{method} {path}", stream=stream)
             if response.status_code != 401 or attempt:
                 return response
             await response.aclose()
             session = await self._current(stale=session)
+        raise AssertionError("unreachable")
+
+    async def _send(self, request: httpx.Request, what: str, *,
+                    stream: bool = False) -> httpx.Response:
+        """Send, again after a moment when the connection failed where a retry cannot do
+        harm: before the request went out, or for a read (a proxy worker that just died, a
+        kept-alive connection the server had closed)."""
+        for delay in TRANSPORT_RETRY_DELAYS:
+            try:
+                return await self.client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if not (isinstance(exc, httpx.ConnectError)
+                        or request.method in ("GET", "HEAD")) or delay is None:
+                    raise _unreachable(exc, what) from exc
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     async def _put_stream(self, path: str, headers: dict[str, str],
@@ -544,6 +568,18 @@ class SwiftDriver:
         response = await self.request("DELETE", self.segment_path(name), writing=True)
         if response.status_code not in (204, 404):
             raise _failure(response, "segment delete", writing=True)
+
+    async def check(self) -> None:
+        """Prove the configuration at start-up: log in, and find the container (or be allowed
+        to create it). Raises `StoreUnavailable` (or `WriteDenied`) saying what is wrong."""
+        session = await self._current()
+        response = await self.request("HEAD", f"/{quote(self.options.container)}")
+        if response.status_code == 404 and self.options.create_container:
+            await self.ensure_containers()
+        elif response.status_code not in (200, 204):
+            raise StoreUnavailable(f"container {self.options.container!r} at "
+                                   f"{session.storage_url}: Swift answered "
+                                   f"{response.status_code}")
 
     # -- the driver contract ---------------------------------------------------------------
 
