@@ -38,11 +38,24 @@ def _upgrade(settings: config.Settings) -> None:
         engine.dispose()
 
 
+def _check_stores(settings: config.Settings) -> None:
+    """Every configured store answers and takes writes, or serve does not start."""
+    import asyncio
+
+    from glimpse.stores import catalog
+
+    try:
+        asyncio.run(catalog.check(catalog.build(settings.store_specs)))
+    except catalog.StoreConfigError as exc:
+        raise config.ConfigError(str(exc)) from exc
+
+
 def serve(args: argparse.Namespace) -> int:
     from glimpse import workers
 
     settings = _settings(args)
     _upgrade(settings)
+    _check_stores(settings)
     # Worker processes rebuild the same settings from the environment.
     os.environ["GLIMPSE_HOST"] = settings.host
     os.environ["GLIMPSE_PORT"] = str(settings.port)

@@ -125,3 +125,26 @@ def test_delete_from_one_store(multi: httpx.Client, stores_dir: Path) -> None:
 def test_delete_from_store_needs_several_stores(api: httpx.Client) -> None:
     image = create_raw(api)
     assert_error(api.delete(f"/v2/stores/file/{image['id']}"), 404)
+
+
+@pytest.mark.parametrize(("table", "said"), [
+    ('driver = "swift"\nauth_url = "http://127.0.0.1:9/auth/v1.0"\nuser = "a:b"\nkey = "k"\n'
+     'timeout = 2.0\n', "stores.down:"),
+    ('driver = "s3"\nendpoint_url = "http://127.0.0.1:9"\naccess_key = "a"\n'
+     'secret_key = "b"\nbucket = "images"\n', "stores.down:"),
+    ('driver = "swift"\nauth_url = "http://127.0.0.1:9/auth/v1.0"\nuser = "a:b"\nkey = "k"\n'
+     'auth_version = "7"\n', "stores.down: auth_version must be 1"),
+])
+def test_an_unreachable_or_broken_store_stops_serve(tmp_path: Path, table: str,
+                                                    said: str) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "down.toml"
+    config.write_text(f"[stores.down]\n{table}")
+    done = subprocess.run([sys.executable, "-m", "glimpse", "serve", "--config", str(config),
+                           "--data-dir", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import glanceclient
 import httpx
 import pytest
@@ -55,6 +56,10 @@ def server(request: pytest.FixtureRequest, swift: dict[str, Any],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     kind = "swift" if request.param == "swift" else "s3"
     bucket = f"e2e-{uuid.uuid4().hex[:10]}"
+    if kind == "s3":  # an S3 store writes to a bucket the operator made
+        boto3.client("s3", endpoint_url=swift["s3_endpoint"], region_name=swift["s3_region"],
+                     aws_access_key_id=swift["s3_access_key"],
+                     aws_secret_access_key=swift["s3_secret_key"]).create_bucket(Bucket=bucket)
     folder = tmp_path_factory.mktemp(f"e2e-{kind}")
     config = folder / "glimpse.toml"
     config.write_text(f"[stores.objects]\n{_table(swift, kind, bucket)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 
@@ -35,7 +35,7 @@ from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores import catalog
 
 
-def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
+def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable[None]]]:
     """The services of one app, and the function that releases what they hold."""
     engine = make_engine(settings.database)
     # A claimed deletion job is left to its claimer for a few sweeps before another takes it.
@@ -99,7 +99,9 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], None]]:
         quotas=quotas,
     )
 
-    def close() -> None:
+    async def close() -> None:
+        for store in stores.values():
+            await store.aclose()
         if keystone_limits is not None:
             keystone_limits.close()
         usage.close()
@@ -139,7 +141,7 @@ def create_app(settings: Settings) -> ASGIApp:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            close()
+            await close()
             authenticator.close()
 
     app = Starlette(

@@ -131,6 +131,15 @@ class Driver(Protocol):
         """
         ...
 
+    async def check(self) -> None:
+        """Prove the configuration at start-up (log in, find the container or bucket, can
+        write): raises a `StoreError` saying what is wrong."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the driver may reopen them if used again."""
+        ...
+
 
 async def _stamped(store_id: str, call: Awaitable[T]) -> T:
     try:
@@ -218,3 +227,9 @@ class Store:
         check_key(key)
         self._require("deletes", self.capabilities.write)
         await _stamped(self.id, self.driver.discard(key))
+
+    async def check(self) -> None:
+        await _stamped(self.id, self.driver.check())
+
+    async def aclose(self) -> None:
+        await self.driver.aclose()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from glimpse.stores.base import Driver, Store
+from glimpse.stores.errors import StoreError
 from glimpse.stores.filesystem import FilesystemDriver
 
 #: Store ids: a key of the TOML file, and part of image locations; `os_glance_` is Glance's.
@@ -148,3 +149,17 @@ def build(specs: tuple[StoreSpec, ...]) -> dict[str, Store]:
             raise StoreConfigError(f"stores.{spec.id}: {exc}") from exc
         stores[spec.id] = Store(spec.id, driver, spec.description, spec.weight)
     return stores
+
+
+async def check(stores: Mapping[str, Store]) -> None:
+    """Prove every store at start-up; raises `StoreConfigError` naming the store and the
+    problem. Closes the drivers' connections afterwards (workers open their own)."""
+    try:
+        for store in stores.values():
+            try:
+                await store.check()
+            except StoreError as exc:
+                raise StoreConfigError(f"stores.{store.id}: {exc.message}") from exc
+    finally:
+        for store in stores.values():
+            await store.aclose()

@@ -255,6 +255,13 @@ class FilesystemDriver:
         except OSError as exc:
             raise _translate(exc, "delete") from exc
 
+    async def check(self) -> None:
+        if not await self._run(os.access, self.root, os.W_OK | os.X_OK):
+            raise WriteDenied(f"cannot write to the folder {self.root}")
+
+    async def aclose(self) -> None:
+        pass
+
     async def discard(self, key: str) -> None:
         final, partial = self._paths(key)
         try:

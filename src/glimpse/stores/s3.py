@@ -43,7 +43,8 @@ import io
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -348,63 +349,75 @@ class S3Reader:
                 await closed
 
 
+@dataclass(frozen=True)
+class S3Options:
+    """The driver's configuration: the `[stores.<id>]` options of driver `s3` (sizes in bytes;
+    docs/stores.md explains each). Raises `ValueError` for options that cannot work."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    addressing_style: str = "path"
+    multipart_threshold: int = 16 * MiB
+    part_size: int = 16 * MiB
+    max_parts: int = 10_000
+    parts_in_flight: int = 4
+    conditional_writes: bool = True
+    max_connections: int = 32
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.addressing_style not in ("path", "virtual"):
+            raise ValueError(
+                f"addressing_style must be path or virtual, not {self.addressing_style!r}")
+        if not 0 <= self.multipart_threshold <= MAX_PART_SIZE:
+            raise ValueError("multipart_threshold must be between 0 and 5 GiB")
+        if not 0 < self.part_size <= MAX_PART_SIZE:
+            raise ValueError("part_size must be between 1 byte and 5 GiB (S3 wants >= 5 MiB)")
+        if not 1 <= self.max_parts <= 10_000:
+            raise ValueError("max_parts must be between 1 and 10,000")
+        for name in ("parts_in_flight", "max_connections", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("give both access_key and secret_key, or neither")
+
+
 class S3Driver:
-    """Options are the `[stores.<id>]` table of a store with `driver = "s3"` (sizes in bytes)."""
+    """A bucket of an S3 endpoint. Built from `S3Options`, or from its fields as keywords (as
+    configuration gives them)."""
 
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
 
-    def __init__(
-        self,
-        *,
-        bucket: str,
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        addressing_style: Literal["path", "virtual", "auto"] = "path",
-        multipart_threshold: int = 16 * MiB,
-        part_size: int = 16 * MiB,
-        max_parts: int = 10_000,
-        parts_in_flight: int = 4,
-        conditional_writes: bool = True,
-        max_connections: int = 32,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        max_attempts: int = 3,
-    ) -> None:
-        if addressing_style not in ("path", "virtual", "auto"):
-            raise ValueError(f"addressing_style must be path or virtual, not {addressing_style!r}")
-        if not 0 <= multipart_threshold <= MAX_PART_SIZE:
-            raise ValueError("multipart_threshold must be between 0 and 5 GiB")
-        if not 0 < part_size <= MAX_PART_SIZE:
-            raise ValueError("part_size must be between 1 byte and 5 GiB (S3 wants ≥ 5 MiB)")
-        if not 1 <= max_parts <= 10_000:
-            raise ValueError("max_parts must be between 1 and 10,000")
-        if parts_in_flight < 1:
-            raise ValueError("parts_in_flight must be at least 1")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self.bucket = bucket
-        self.endpoint_url = endpoint_url
-        self.multipart_threshold = multipart_threshold
-        self.part_size = part_size
-        self.max_parts = max_parts
-        self.parts_in_flight = parts_in_flight
-        self.conditional_writes = conditional_writes
+    def __init__(self, options: S3Options | None = None, **settings: Any) -> None:
+        if options is None:
+            options = S3Options(**settings)
+        elif settings:
+            raise TypeError("give S3Options or keywords, not both")
+        self.options = options
+        self.bucket = options.bucket
+        self.endpoint_url = options.endpoint_url
+        self.multipart_threshold = options.multipart_threshold
+        self.part_size = options.part_size
+        self.max_parts = options.max_parts
+        self.parts_in_flight = options.parts_in_flight
+        self.conditional_writes = options.conditional_writes
         #: turned off for good when the server answers 501 to a conditional PutObject
-        self.conditional_puts = conditional_writes
-        self._credentials = (access_key, secret_key)
-        self._region = region
+        self.conditional_puts = options.conditional_writes
         self._config = AioConfig(
             signature_version="s3v4",
-            s3={"addressing_style": addressing_style},
+            s3={"addressing_style": cast(Literal["path", "virtual"], options.addressing_style)},
             # boto3 >= 1.36 adds CRC32 trailers (aws-chunked bodies): Swift 2.30 refuses them
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+            retries={"max_attempts": options.max_attempts, "mode": "standard"},
+            max_pool_connections=options.max_connections,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
         )
         self._client: S3Client | None = None
         self._stack: AsyncExitStack | None = None
@@ -416,11 +429,10 @@ class S3Driver:
             async with self._lock:
                 if self._client is None:
                     stack = AsyncExitStack()
-                    access_key, secret_key = self._credentials
                     self._client = await stack.enter_async_context(_session().create_client(
-                        "s3", endpoint_url=self.endpoint_url, region_name=self._region,
-                        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                        config=self._config))
+                        "s3", endpoint_url=self.endpoint_url, region_name=self.options.region,
+                        aws_access_key_id=self.options.access_key,
+                        aws_secret_access_key=self.options.secret_key, config=self._config))
                     self._stack = stack
         return self._client
 
