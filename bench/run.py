@@ -784,6 +784,8 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
     size = res.size
     tools = ensure_tools(not opts.no_install)
     needed = size * (opts.reps + 5)  # source + dd file + uploads + slack
+    if opts.with_stores:
+        needed += stores().needed_space(size)
     base, disk = pick_base(opts.tmp_base, needed)
     work = Path(tempfile.mkdtemp(prefix="glimpse-bench-", dir=base))
     cleanup.callback(shutil.rmtree, work, ignore_errors=True)
@@ -916,6 +918,10 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
         glimpse.stop()  # the identity servers get the cores to themselves
         identity().measure(res, opts, work, cleanup)
 
+    if opts.with_stores:
+        glimpse.stop()  # the stores' server and Swift get the cores
+        stores().measure(res, opts, work, source, cleanup)
+
     load = os.getloadavg()
     res.env["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     res.wall = time.perf_counter() - t0
@@ -998,6 +1004,8 @@ def report(res: Results) -> str:
     ]
     if identity().has_results(res):
         rows += identity().target_rows(res)
+    if stores().has_results(res):
+        rows += stores().target_rows(res)
     ceilings = [
         (f"dd write {sz}, conv=fdatasync", "dd_write", "MB/s"),
         (f"dd read {sz}, page cache", "dd_read_cached", "MB/s"),
@@ -1082,6 +1090,8 @@ def report(res: Results) -> str:
     ]
     if identity().has_results(res):
         out += identity().section(res)
+    if stores().has_results(res):
+        out += stores().section(res)
     out += [
         "## Environment",
         "",
@@ -1166,13 +1176,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "real Keystone (bench/identity.py; report bench/results/identity.md)")
     parser.add_argument("--with-identity", action="store_true",
                         help="the default run, then the identity benchmark")
+    parser.add_argument("--stores", action="store_true",
+                        help="only the store benchmark: 1 GiB through Glimpse into Swift and S3 "
+                        "(s3api) against httpx and boto3, with a real Swift (bench/stores.py; "
+                        "report bench/results/stores.md)")
+    parser.add_argument("--with-stores", action="store_true",
+                        help="the default run, then the store benchmark")
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of installing missing Debian packages")
     parser.add_argument("--output", type=Path,
                         help="markdown report [bench/results/latest.md, identity.md]")
     opts = parser.parse_args(argv)
     if opts.output is None:
-        opts.output = RESULTS_DIR / ("identity.md" if opts.identity else "latest.md")
+        opts.output = RESULTS_DIR / ("identity.md" if opts.identity
+                                     else "stores.md" if opts.stores else "latest.md")
+    if opts.identity and opts.stores:
+        parser.error("--identity and --stores each run alone: give one of them")
     if opts.reps < 1 or opts.size_mib < 1 or opts.images < opts.reps:
         parser.error("--reps, --size-mib and --images must be positive, --images >= --reps")
     return opts
@@ -1183,6 +1202,14 @@ def identity() -> ModuleType:
     a second copy (whose BenchError `main` would not catch)."""
     sys.modules.setdefault("run", sys.modules[__name__])
     import identity as module
+
+    return module
+
+
+def stores() -> ModuleType:
+    """bench/stores.py (imports this module as `run`, as identity does)."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import stores as module
 
     return module
 
@@ -1198,7 +1225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _raise_interrupt)
     cleanup = contextlib.ExitStack()
     try:
-        res = identity().run_alone(opts, cleanup) if opts.identity else run(opts, cleanup)
+        if opts.identity:
+            res = identity().run_alone(opts, cleanup)
+        elif opts.stores:
+            res = stores().run_alone(opts, cleanup)
+        else:
+            res = run(opts, cleanup)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -1211,7 +1243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         log("stopping servers and removing temporary files")
         cleanup.close()
-    markdown = identity().report(res) if opts.identity else report(res)
+    markdown = (identity().report(res) if opts.identity
+                else stores().report(res) if opts.stores else report(res))
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(markdown)
     print(terminal_table(markdown))

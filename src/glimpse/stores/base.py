@@ -5,6 +5,10 @@ Drivers never hash, count or cap what they are given: the upload pipeline does t
 Services hold `Store`s, never drivers: `Store` wraps every `Driver` the same way (key checks,
 capability checks, the store id stamped on every error), so that drivers stay dumb.
 
+Keys look different in some stores (an HTTP store's keys are URLs): a driver that defines
+`check_key(key) -> key` (raising `InvalidKey`) replaces the pattern above for its store;
+`Store` calls it before every keyed call. Drivers without one get `check_key` of this module.
+
 Writing: `open_writer(key, size_hint)` returns a `Writer`. Nothing written is visible under `key`
 until `commit()` returns; `abort()` removes every trace of the write and may be called any number
 of times, also after a failed `commit()`. Every caller follows
@@ -25,7 +29,7 @@ releases what the reader holds (always call it; `chunks()` calls it when exhaust
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -194,6 +198,8 @@ class Store:
         self.description = description
         self.weight = weight
         self.capabilities = driver.capabilities
+        # the driver's own key syntax, if it has one (see the module docstring)
+        self._check_key: Callable[[str], str] = getattr(driver, "check_key", check_key)
 
     def _require(self, what: str, allowed: bool) -> None:
         if not allowed:
@@ -201,13 +207,13 @@ class Store:
             raise error(f"store {self.id!r} does not support {what}").stamp(self.id)
 
     async def open_writer(self, key: str, size_hint: int | None = None) -> Writer:
-        check_key(key)
+        self._check_key(key)
         self._require("writes", self.capabilities.write)
         return _StampedWriter(self.id, await _stamped(self.id,
                                                       self.driver.open_writer(key, size_hint)))
 
     async def open_reader(self, key: str, offset: int = 0, length: int | None = None) -> Reader:
-        check_key(key)
+        self._check_key(key)
         self._require("reads", self.capabilities.read)
         if offset or length is not None:
             self._require("ranged reads", self.capabilities.ranged_read)
@@ -215,16 +221,16 @@ class Store:
             self.id, self.driver.open_reader(key, offset, length)))
 
     async def stat(self, key: str) -> ObjectInfo:
-        check_key(key)
+        self._check_key(key)
         return await _stamped(self.id, self.driver.stat(key))
 
     async def delete(self, key: str) -> None:
-        check_key(key)
+        self._check_key(key)
         self._require("deletes", self.capabilities.write)
         await _stamped(self.id, self.driver.delete(key))
 
     async def discard(self, key: str) -> None:
-        check_key(key)
+        self._check_key(key)
         self._require("deletes", self.capabilities.write)
         await _stamped(self.id, self.driver.discard(key))
 

@@ -1,7 +1,7 @@
 """Stores declared in configuration: `[stores.<id>]` tables → `Store`s, one explicit driver table.
 
     [stores.fast]
-    driver = "filesystem"          # filesystem, swift, s3 (http once it lands)
+    driver = "filesystem"          # filesystem, swift, s3, http
     description = "Local disks"
     weight = 100
     path = "/var/lib/glimpse/images"
@@ -59,6 +59,12 @@ def _s3(options: Mapping[str, Any]) -> Driver:
     return S3Driver(**options)
 
 
+def _http(options: Mapping[str, Any]) -> Driver:
+    from glimpse.stores.http import HttpDriver
+
+    return HttpDriver(**options)
+
+
 def _options_of(driver: str) -> type[Any]:
     """The driver's options dataclass: its fields are the `[stores.<id>]` options, the ones
     without a default are required (one declaration, in the driver)."""
@@ -70,6 +76,10 @@ def _options_of(driver: str) -> type[Any]:
         from glimpse.stores.swift import SwiftOptions
 
         return SwiftOptions
+    if driver == "http":
+        from glimpse.stores.http import HttpOptions
+
+        return HttpOptions
     from glimpse.stores.s3 import S3Options
 
     return S3Options
@@ -77,7 +87,7 @@ def _options_of(driver: str) -> type[Any]:
 
 #: driver name → what builds it from its options.
 DRIVERS: dict[str, Callable[[Mapping[str, Any]], Driver]] = {
-    "filesystem": _filesystem, "swift": _swift, "s3": _s3,
+    "filesystem": _filesystem, "swift": _swift, "s3": _s3, "http": _http,
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
