@@ -1185,7 +1185,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of installing missing Debian packages")
     parser.add_argument("--output", type=Path,
-                        help="markdown report [bench/results/latest.md, identity.md]")
+                        help="markdown report [bench/results/latest.md, identity.md, stores.md]")
     opts = parser.parse_args(argv)
     if opts.output is None:
         opts.output = RESULTS_DIR / ("identity.md" if opts.identity

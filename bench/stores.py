@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +43,7 @@ from typing import Any
 
 import boto3
 import httpx
+import psutil
 import run as bench
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -233,6 +235,40 @@ class S3Direct:
         self.client.close()
 
 
+class Cpu:
+    """CPU seconds spent during a transfer by the Glimpse server, by Swift (all its processes:
+    proxy and its workers, object, container, account servers, memcached) and by the client
+    (this process, with the direct clients' threads, plus curl, a child we wait for)."""
+
+    def __init__(self, glimpse_pid: int, swift_pids: list[int]) -> None:
+        self.glimpse_pid = glimpse_pid
+        self.swift_pids = swift_pids
+        self.glimpse = self.swift = self.client = 0.0
+
+    def _now(self) -> tuple[float, float, float]:
+        me = psutil.Process().cpu_times()
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (bench.tree_cpu(self.glimpse_pid),
+                sum(bench.tree_cpu(pid) for pid in self.swift_pids),
+                me.user + me.system + kids.ru_utime + kids.ru_stime)
+
+    def __enter__(self) -> Cpu:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.glimpse, self.swift, self.client = (b - a for a, b in zip(self._start, end,
+                                                                         strict=True))
+
+    def record(self, res: bench.Results, prefix: str, size: int) -> None:
+        """CPU seconds per GiB moved."""
+        gib = size / 2**30
+        res.add(f"{prefix}_cpu_glimpse", self.glimpse / gib)
+        res.add(f"{prefix}_cpu_swift", self.swift / gib)
+        res.add(f"{prefix}_cpu_client", self.client / gib)
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
@@ -282,6 +318,7 @@ def _measure(res: bench.Results, opts: argparse.Namespace, work: Path, source: P
     started = time.perf_counter()
     facts = start_swift(work, cleanup)
     res.values["st_swift_start_s"] = time.perf_counter() - started
+    swift_pids = [int(pid) for pid in facts.get("pids", {}).values()]
     direct: dict[str, SwiftDirect | S3Direct] = {}
     direct["swift"] = SwiftDirect(facts)
     cleanup.callback(direct["swift"].close)
@@ -317,12 +354,15 @@ def _measure(res: bench.Results, opts: argparse.Namespace, work: Path, source: P
             old = images[store]
             for who in order:
                 if who == "direct":
-                    took, _ = timed(lambda c=client, k=key: c.upload(k, source))
+                    with Cpu(glimpse.pid, swift_pids) as cpu:
+                        took, _ = timed(lambda c=client, k=key: c.upload(k, source))
                     res.add(f"st_{store}_up_direct", bench.mbps(size, took))
+                    cpu.record(res, f"st_{store}_up_direct", size)
                 else:
-                    with bench.Watch(glimpse.pid) as watch:
+                    with bench.Watch(glimpse.pid) as watch, Cpu(glimpse.pid, swift_pids) as cpu:
                         image_id, sent = glimpse_upload(api, store, f"bench-{store}-{rep}",
                                                         source)
+                    cpu.record(res, f"st_{store}_up_glimpse", size)
                     res.add(f"st_{store}_up_glimpse", sent.mbps)
                     res.add(f"st_{store}_up_rss", watch.peak)
                     res.add(f"st_{store}_up_cpu", watch.cpu_share)
@@ -330,13 +370,16 @@ def _measure(res: bench.Results, opts: argparse.Namespace, work: Path, source: P
             bench.http("DELETE", f"{api}/v2/images/{old}")  # the store keeps one copy of each
             for who in order:
                 if who == "direct":
-                    took, got = timed(lambda c=client, k=key: c.download(k))
+                    with Cpu(glimpse.pid, swift_pids) as cpu:
+                        took, got = timed(lambda c=client, k=key: c.download(k))
+                    cpu.record(res, f"st_{store}_down_direct", size)
                     if got != size:
                         raise bench.BenchError(f"direct {store} GET: {got} of {size} bytes")
                     res.add(f"st_{store}_down_direct", bench.mbps(size, took))
                 else:
-                    with bench.Watch(glimpse.pid) as watch:
+                    with bench.Watch(glimpse.pid) as watch, Cpu(glimpse.pid, swift_pids) as cpu:
                         got_t = bench.download(f"{api}/v2/images/{images[store]}/file", size)
+                    cpu.record(res, f"st_{store}_down_glimpse", size)
                     res.add(f"st_{store}_down_glimpse", got_t.mbps)
                     res.add(f"st_{store}_down_rss", watch.peak)
                     res.add(f"st_{store}_down_cpu", watch.cpu_share)
@@ -436,6 +479,13 @@ def section(res: bench.Results) -> list[str]:
              1.0),
             (f"{name}: server CPU during download", f"st_{store}_down_cpu", "", 1.0),
         ]
+        for way in ("up", "down"):
+            for who in ("glimpse", "direct"):
+                via = "through Glimpse" if who == "glimpse" else f"{client} directly"
+                for part in ("glimpse", "swift", "client"):
+                    rows.append((f"{name}: {'upload' if way == 'up' else 'download'} {via}, "
+                                 f"CPU-s per GiB of {part}",
+                                 f"st_{store}_{way}_{who}_cpu_{part}", "s", 1.0))
     out = [
         "## Stores: through Glimpse against the direct client",
         "",
