@@ -234,3 +234,11 @@ async def test_capabilities_are_checked_before_the_driver_is_called(store: Store
         await read_only.open_reader("ro", 1, 2)
     assert await get(read_only, "ro") == b"data"  # whole reads still work
     assert await get(store, "ro") == b"data"  # and nothing was deleted
+
+
+async def test_negative_ranges_are_refused_before_the_driver(store: Store) -> None:
+    await put(store, "neg", b"data")
+    for offset, length in ((-1, None), (0, -1)):
+        with pytest.raises(InvalidRange) as refused:
+            await store.open_reader("neg", offset, length)
+        assert refused.value.store_id == store.id

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from glimpse.stores.errors import InvalidKey, StoreError, Unsupported, WriteDenied
+from glimpse.stores.errors import InvalidKey, InvalidRange, StoreError, Unsupported, WriteDenied
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 T = TypeVar("T")
@@ -214,6 +214,8 @@ class Store:
 
     async def open_reader(self, key: str, offset: int = 0, length: int | None = None) -> Reader:
         self._check_key(key)
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidRange(f"bad range: offset {offset}, length {length}", 0).stamp(self.id)
         self._require("reads", self.capabilities.read)
         if offset or length is not None:
             self._require("ranged reads", self.capabilities.ranged_read)

@@ -485,8 +485,6 @@ class S3Driver:
 
     async def open_reader(self, key: str, offset: int = 0,
                           length: int | None = None) -> S3Reader:
-        if offset < 0 or (length is not None and length < 0):
-            raise InvalidRange(f"read {key!r}: negative offset or length", 0)
         if length == 0:
             size = (await self.stat(key)).size
             if offset >= size and not (offset == 0 and size == 0):

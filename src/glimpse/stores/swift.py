@@ -590,8 +590,6 @@ class SwiftDriver:
 
     async def open_reader(self, key: str, offset: int = 0,
                           length: int | None = None) -> SwiftReader:
-        if offset < 0 or (length is not None and length < 0):
-            raise InvalidRange(f"bad range {offset}+{length}", 0)
         if length == 0:
             size = (await self.stat(key)).size
             if offset >= size and not (offset == 0 and size == 0):
