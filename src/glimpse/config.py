@@ -255,8 +255,8 @@ class Settings:
                 raise ConfigError(f"{name}: must be -1 (no limit), 0 or more")
         if self.use_keystone_limits:
             _check_keystone_limits(self)
-        if self.policy_file and not Path(self.policy_file).is_file():
-            raise ConfigError(f"policy_file: no such file {self.policy_file}")
+        if self.policy_file:
+            _check_policy(self.policy_file)
         if self.port > 65535:
             raise ConfigError("port: must be at most 65535")
         if self.workers < 0:
@@ -337,6 +337,18 @@ def _check_host(host: str, port: int) -> None:
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"host: cannot resolve {host!r}: {reason}") from exc
+
+
+def _check_policy(path: str) -> None:
+    """The operator's policy file loads (read at start-up, so a broken one never serves)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"policy_file: no such file {path}")
+    from glimpse.services.policy import Policy, PolicyFileError  # only when one is set
+
+    try:
+        Policy(path)
+    except PolicyFileError as exc:
+        raise ConfigError(f"policy_file: {exc}".replace("\n", " ")) from exc
 
 
 def _check_protections(settings: Settings) -> None:
