@@ -963,6 +963,37 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def fmt(value: float) -> str:
+    """Two decimals below 10, none above."""
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
+
+
+def section_report(title: str, res: Results, targets: Sequence[Sequence[str]],
+                   section: list[str]) -> str:
+    """The report of a section run alone (`--identity`, `--stores`)."""
+    out = [
+        f"# Glimpse benchmark results: {title}",
+        "",
+        f"Run {res.started}, {res.wall:.0f} s, {res.reps} rounds of each throughput measurement.",
+        "",
+        "## Against the targets",
+        "",
+        "| Measure | Ratio | Glimpse (median) | Glance 33 | Target | Result |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(f"| {' | '.join(row)} |" for row in targets),
+        "",
+        *section,
+        "## Environment",
+        "",
+        *(f"- {k}: {val}" for k, val in res.env.items()),
+    ]
+    if res.profiles:
+        out += ["", "## Profiles (py-spy, 100 Hz; run after the measurements)", ""]
+        for prof in res.profiles:
+            out += profile_section(prof)
+    return "\n".join(out) + "\n"
+
+
 def report(res: Results) -> str:
     m = res.med
     size_mib = res.size / MIB

@@ -510,33 +510,12 @@ def section(res: bench.Results) -> list[str]:
     return out
 
 
-def fmt(value: float) -> str:
-    return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
+fmt = bench.fmt
 
 
 def report(res: bench.Results) -> str:
     """The report of `--stores` (the stores section alone)."""
-    out = [
-        "# Glimpse benchmark results: stores",
-        "",
-        f"Run {res.started}, {res.wall:.0f} s, {res.reps} rounds of each throughput measurement.",
-        "",
-        "## Against the targets",
-        "",
-        "| Measure | Ratio | Glimpse (median) | Glance 33 | Target | Result |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *(f"| {' | '.join(row)} |" for row in target_rows(res)),
-        "",
-        *section(res),
-        "## Environment",
-        "",
-        *(f"- {k}: {val}" for k, val in res.env.items()),
-    ]
-    if res.profiles:
-        out += ["", "## Profiles (py-spy, 100 Hz; run after the measurements)", ""]
-        for prof in res.profiles:
-            out += bench.profile_section(prof)
-    return "\n".join(out) + "\n"
+    return bench.section_report("stores", res, target_rows(res), section(res))
 
 
 def needed_space(size: int) -> int:

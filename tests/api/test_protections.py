@@ -16,45 +16,9 @@ import pytest
 from tests.api.helpers import assert_error, create, list_all, op, patch, show, uid
 from tests.servers import Server, start_server
 
-#: Glance's sample patterns: owner properties for members, an open and a closed family, a
-#: property nobody reads, one nobody updates, and admin only for everything else.
-RULES = """\
-[^x_owner_.*]
-create = admin,member
-read = admin,member
-update = admin,member
-delete = admin,member
-
-[^x_all_permitted.*]
-create = @
-read = @
-update = @
-delete = @
-
-[^x_none_permitted.*]
-create = !
-read = !
-update = !
-delete = !
-
-[x_none_read]
-create = admin,member
-read = !
-update = !
-delete = !
-
-[x_none_update]
-create = admin,member
-read = admin,member
-update = !
-delete = admin,member
-
-[.*]
-create = admin
-read = admin
-update = admin
-delete = admin
-"""
+#: Glance's test patterns (shared with tests/unit): owner properties for members, an open and a
+#: closed family, a property nobody reads, one nobody updates, and admin only for the rest.
+RULES = (Path(__file__).parents[1] / "protections.conf").read_text()
 FORMATS = {"disk_format": "raw", "container_format": "bare"}
 
 

@@ -23,56 +23,7 @@ from glimpse.services.protections import (
 from glimpse.services.views import BASE_KEYS, editable_copy, image_document
 
 #: The patterns of Glance's own test file (glance/tests/etc/property-protections.conf).
-RULES = """\
-# comments and blank lines are fine
-[^x_owner_.*]
-create = admin,member
-read = admin,member
-update = admin,member
-delete = admin,member
-
-[spl_read_only_prop]
-create = admin
-read = admin,spl_role
-update = admin
-delete = admin
-
-[^x_all_permitted.*]
-create = @
-read = @
-update = @
-delete = @
-
-[^x_none_permitted.*]
-create = !
-read = !
-update = !
-delete = !
-
-[x_none_read]
-create = admin,member
-read = !
-update = !
-delete = !
-
-[x_none_update]
-create = admin,member
-read = admin,member
-update = !
-delete = admin,member
-
-[x_case_insensitive]
-Create = admin,Member
-READ = admin, Member
-update = admin,Member
-delete =
-
-[.*]
-create = admin
-read = admin
-update = admin
-delete = admin
-"""
+RULES = (Path(__file__).parents[1] / "protections.conf").read_text()
 
 
 def rules(text: str = RULES) -> PropertyRules:
