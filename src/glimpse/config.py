@@ -66,6 +66,18 @@ class Settings:
     image_location_quota: int = field(
         default=10, metadata={"help": "locations per image (-1: no limit)"}
     )
+    # -- locations (docs/stores.md) --
+    show_multiple_locations: bool = field(
+        default=False, metadata={"help": "images show `locations`, and PATCH may change them "
+                                         "(Glance's switch; for internal endpoints only)"})
+    show_image_direct_url: bool = field(
+        default=False, metadata={"help": "images show `direct_url` (their first location)"})
+    do_secure_hash: bool = field(
+        default=True, metadata={"help": "hash the data of a location added by POST "
+                                        "/v2/images/{id}/locations before the image is active"})
+    http_retries: int = field(
+        default=3, metadata={"help": "attempts to read a new location's data before its task "
+                                     "fails"})
     # -- per-project quotas (docs/quotas.md); -1: no limit --
     image_count_total: int = field(
         default=-1, metadata={"help": "images a project may own (-1: no limit)"}
@@ -286,7 +298,7 @@ PROJECT_QUOTAS = ("image_size_total", "image_stage_total", "image_count_total",
 #: Quotas where -1 means no limit.
 CAN_BE_UNLIMITED = ("image_location_quota", *PROJECT_QUOTAS)
 #: Integer settings that must be above 0.
-_POSITIVE = ("port", "image_size_cap", "limit_param_default", "api_limit_max",
+_POSITIVE = ("port", "http_retries", "image_size_cap", "limit_param_default", "api_limit_max",
              "max_request_body_size", "max_request_line", "max_header_line", "max_header_size",
              "max_header_count")
 #: Durations, in seconds.

@@ -22,7 +22,7 @@ SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306",
 }
-TABLES = ("deletions", "image_members", "image_locations", "image_tags", "image_properties",
+TABLES = ("tasks", "deletions", "image_members", "image_locations", "image_tags", "image_properties",
           "images", "alembic_version")
 
 

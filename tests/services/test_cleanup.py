@@ -138,7 +138,7 @@ class AlwaysRacing:
 async def test_a_lost_race_is_retried_then_refused_naming_the_field(parts: Parts) -> None:
     image, _ = await active_image(parts)
     racing = AlwaysRacing(parts.repo)
-    mutate = Mutator(racing, parts.cleanup, timeout=0.2)  # type: ignore[arg-type]
+    mutate = Mutator(racing, parts.cleanup, timeout=1.0)  # type: ignore[arg-type]
 
     def rename(img: Image) -> None:
         img.name = "mine"

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from glimpse.api import errors
 from glimpse.api.identity import Authenticator, NoAuth
 from glimpse.api.middleware import ASGIApp, EdgeMiddleware
-from glimpse.api.routes import data, images, info, members, schemas, versions
+from glimpse.api.routes import data, images, info, locations, members, schemas, versions
 from glimpse.api.routes import stores as store_routes
 from glimpse.api.wiring import Services
 from glimpse.config import Settings
@@ -20,17 +20,27 @@ from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.engine import concurrency, make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.members import SqlMemberRepository
+from glimpse.registry.tasks import SqlTaskRepository
 from glimpse.registry.usage import SqlUsage
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
+from glimpse.services.locations import (
+    TASK_TYPE as LOCATION_IMPORT,
+)
+from glimpse.services.locations import (
+    LocationImport,
+    LocationService,
+    LocationSettings,
+)
 from glimpse.services.members import MemberService
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
 from glimpse.services.protections import UNPROTECTED, PropertyRules
 from glimpse.services.quotas import ConfiguredLimits, QuotaService, QuotaSource
 from glimpse.services.schemas import Schemas
+from glimpse.services.tasks import TaskRunner, TaskService
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores import catalog
 
@@ -79,14 +89,28 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             image_count_uploading=settings.image_count_uploading,
         )
     quotas = QuotaService(source, usage)
+    task_repo = SqlTaskRepository(engine, lease=lease)
+    runner = TaskRunner(task_repo, lease=lease, interval=settings.cleanup_interval)
     mutate = Mutator(repo, cleanup, timeout=settings.write_retry_timeout,
                      quotas=Quotas(properties=settings.image_property_quota,
-                                   tags=settings.image_tag_quota))
+                                   tags=settings.image_tag_quota), runner=runner)
+    location_settings = LocationSettings(
+        show_multiple_locations=settings.show_multiple_locations,
+        show_image_direct_url=settings.show_image_direct_url,
+        do_secure_hash=settings.do_secure_hash,
+        http_retries=settings.http_retries,
+        hashing_algorithm=settings.hashing_algorithm,
+        location_quota=(None if settings.image_location_quota < 0
+                        else settings.image_location_quota),
+        multistore=bool(settings.stores),
+    )
+    location_service = LocationService(repo, members, mutate, policy, stores, location_settings)
+    runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings))
     built = Services(
         settings=settings,
         schemas=schemas_,
         images=ImageService(repo, members, mutate, policy, schemas_, limits,
-                            protections=protections, quotas=quotas),
+                            protections=protections, quotas=quotas, locations=location_service),
         uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings,
                               quotas=quotas),
         downloads=DownloadService(repo, members, policy, stores),
@@ -97,15 +121,20 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             drivers={spec.id: (spec.driver, dict(spec.options)) for spec in settings.store_specs}),
         cleanup=cleanup,
         quotas=quotas,
+        locations=location_service,
+        tasks=TaskService(task_repo, repo, members, policy),
+        runner=runner,
     )
 
     async def close() -> None:
+        await runner.aclose()
         for store in stores.values():
             await store.aclose()
         if keystone_limits is not None:
             keystone_limits.close()
         usage.close()
         jobs.close()
+        task_repo.close()
         members.close()
         repo.close()
 
@@ -132,7 +161,8 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         background = [asyncio.create_task(built.uploads.run_reaper()),
-                      asyncio.create_task(built.cleanup.run_forever())]
+                      asyncio.create_task(built.cleanup.run_forever()),
+                      asyncio.create_task(built.runner.run_forever())]
         try:
             yield
         finally:
@@ -146,7 +176,7 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = Starlette(
         routes=[*versions.routes, *schemas.routes, *images.routes, *members.routes,
-                *data.routes, *info.routes, *store_routes.routes],
+                *data.routes, *info.routes, *store_routes.routes, *locations.routes],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )

@@ -13,9 +13,11 @@ from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
+from glimpse.services.locations import LocationService
 from glimpse.services.members import MemberService
 from glimpse.services.quotas import QuotaService
 from glimpse.services.schemas import Schemas
+from glimpse.services.tasks import TaskRunner, TaskService
 from glimpse.services.uploads import UploadService
 
 
@@ -30,6 +32,9 @@ class Services:
     discovery: StoreDiscovery
     cleanup: Cleanup
     quotas: QuotaService
+    locations: LocationService
+    tasks: TaskService
+    runner: TaskRunner
 
 
 def services(request: Request) -> Services:

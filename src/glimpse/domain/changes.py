@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Image, Location
 from glimpse.domain.quotas import ProjectLimits
+from glimpse.domain.tasks import Task
 
 #: Attributes the rules read (status machine, ownership and visibility checks, protection,
 #: format rules, upload claims): every save checks they are unchanged since its read.
@@ -49,7 +50,8 @@ class ImageChange:
     meaning absent. Tags are a set: additions and removals merge with other writers'. `locations`
     is (read, new) when the list changed. `discard` holds the data that must be removed once the
     change is stored: the registry records these deletion jobs in the same transaction, leased
-    to the caller, who runs them right after.
+    to the caller, who runs them right after. `tasks` are background tasks the change starts,
+    recorded in the same transaction and leased to the caller in the same way.
     """
 
     image_id: str
@@ -60,17 +62,18 @@ class ImageChange:
     removed_tags: frozenset[str] = frozenset()
     locations: tuple[tuple[Location, ...], tuple[Location, ...]] | None = None
     discard: tuple[Deletion, ...] = ()
+    tasks: tuple[Task, ...] = ()
     quotas: Quotas = Quotas()
 
     @property
     def empty(self) -> bool:
         """Whether storing it would change nothing but `updated_at` (and record no job)."""
         return not (self.values or self.properties or self.added_tags or self.removed_tags
-                    or self.locations or self.discard)
+                    or self.locations or self.discard or self.tasks)
 
 
 def diff(before: Image, after: Image, discard: Iterable[Location] = (),
-         quotas: Quotas = Quotas()) -> ImageChange:
+         quotas: Quotas = Quotas(), tasks: Iterable[Task] = ()) -> ImageChange:
     """The change that turns stored `before` into `after` (same id), guarded as `GUARDED` says."""
     values = {name: getattr(after, name) for name in COLUMNS
               if getattr(after, name) != getattr(before, name)}
@@ -93,5 +96,6 @@ def diff(before: Image, after: Image, discard: Iterable[Location] = (),
         removed_tags=frozenset(before.tags - after.tags),
         locations=locations,
         discard=tuple(Deletion.of(location, before.id) for location in discard),
+        tasks=tuple(tasks),
         quotas=quotas,
     )

@@ -10,10 +10,12 @@ racing changes never mix.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from glimpse.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from glimpse.domain.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 
 
 class ImageStatus(enum.StrEnum):
@@ -55,12 +57,37 @@ class Visibility(enum.StrEnum):
     PRIVATE = "private"
 
 
+class LocationStatus(enum.StrEnum):
+    #: Holds the image's data: downloads read it.
+    ACTIVE = "active"
+    #: Added with data still to be verified (hashed) before it may be served.
+    PENDING = "pending"
+    #: Its verification failed: kept so that the caller sees what was tried, never served.
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Location:
-    """Where one copy of the image data lives: a store id and the key inside that store."""
+    """Where one copy of the image data lives: a store id and the key inside that store (for an
+    HTTP store, the URL), its status, and the metadata a client attached to it. Credentials
+    never appear here: they live in the store's configuration."""
 
     store: str
     key: str
+    status: LocationStatus = LocationStatus.ACTIVE
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def same_place(self, other: Location) -> bool:
+        return (self.store, self.key) == (other.store, other.key)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Hashes a client states for data it points at (Glance's `validation_data`)."""
+
+    checksum: str | None = None
+    hash_algo: str | None = None
+    hash_value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +228,138 @@ class Image:
                            "delete the image instead")
         self.locations = kept
         return gone
+
+    # -- locations (Glance's location APIs) ----------------------------------------------------
+
+    @property
+    def readable_locations(self) -> list[Location]:
+        """The locations downloads may read, in order."""
+        return [loc for loc in self.locations if loc.status == LocationStatus.ACTIVE]
+
+    def add_location(self, location: Location, position: int | None, size: int | None,
+                     claimed: Claimed | None = None, quota: int | None = None) -> None:
+        """Add a location through the legacy PATCH of `/locations`: at `position` (None: at the
+        end). A queued image becomes active with `size` and the `claimed` hashes; an active
+        one keeps its data and hashes, which `claimed` must then match (OSSN-0065: data already
+        served is never silently replaced)."""
+        if self.status not in (ImageStatus.QUEUED, ImageStatus.ACTIVE):
+            raise Conflict(f"It's not allowed to add locations if image status is "
+                           f"{self.status}.")
+        if any(loc.same_place(location) for loc in self.locations):
+            raise Invalid(f"The location {location.key} is already in use by this image.")
+        if quota is not None and len(self.locations) >= quota:
+            raise TooLarge(f"Maximum number of locations exceeded: {quota}")
+        if position is not None and not 0 <= position <= len(self.locations):
+            raise Invalid("Invalid position for adding a location.")
+        if self.status == ImageStatus.ACTIVE:
+            self._check_claimed(claimed)
+        else:
+            self._move(ImageStatus.ACTIVE)
+            self.size = size
+            self._take_claimed(claimed)
+            self.locations = [loc for loc in self.locations if loc.status != LocationStatus.FAILED]
+        at = len(self.locations) if position is None else position
+        self.locations.insert(at, location)
+
+    def replace_locations(self, new: list[Location]) -> bool:
+        """The legacy `replace /locations`: only the metadata of the locations may change, never
+        which they are (OSSN-0065). Returns False if the image had none, so the caller adds them
+        one by one instead."""
+        if not new:
+            raise Forbidden("Cannot set locations to empty list.")
+        if self.status not in (ImageStatus.QUEUED, ImageStatus.ACTIVE):
+            raise Conflict(f"It's not allowed to replace locations if image status is "
+                           f"{self.status}.")
+        if not self.locations:
+            return False
+        if len(new) != len(self.locations) or not all(
+                a.same_place(b) for a, b in zip(new, self.locations, strict=True)):
+            raise Invalid("Only the metadata of an image's locations can be replaced; add and "
+                          "remove locations one at a time.")
+        self.locations = [Location(old.store, old.key, old.status, dict(loc.metadata))
+                          for old, loc in zip(self.locations, new, strict=True)]
+        return True
+
+    def remove_location(self, position: int) -> list[Location]:
+        """The legacy `remove /locations/N`: returns the removed location, whose data the
+        caller must remove; never the last one."""
+        if self.status != ImageStatus.ACTIVE:
+            raise Conflict(f"It's not allowed to remove locations if image status is "
+                           f"{self.status}.")
+        if not 0 <= position < len(self.locations):
+            raise Invalid("Invalid position for removing a location.")
+        if len(self.readable_locations) <= 1 and \
+                self.locations[position].status == LocationStatus.ACTIVE:
+            raise Forbidden("Cannot remove last location in the image.")
+        return [self.locations.pop(position)]
+
+    def begin_location_import(self, location: Location, size: int | None,
+                              claimed: Claimed | None, verify: bool) -> None:
+        """`POST /v2/images/{id}/locations` (API 2.17), only for a queued image. With `verify`
+        the location stays pending and the image importing until its data has been hashed
+        (`finish_location_import`); without, the image is active at once, with the `claimed`
+        hashes taken as given."""
+        if self.status != ImageStatus.QUEUED:
+            raise Conflict(f"Image {self.id} is {self.status}: a location can only be added "
+                           "to a queued image.")
+        kept = [loc for loc in self.locations if loc.status != LocationStatus.FAILED]
+        if kept:
+            raise Conflict(f"Image {self.id} already has a location.")
+        self._move(ImageStatus.IMPORTING if verify else ImageStatus.ACTIVE)
+        self.size = size
+        if verify:
+            location = Location(location.store, location.key, LocationStatus.PENDING,
+                                location.metadata)
+        else:
+            self._take_claimed(claimed)
+        self.locations = [location]
+
+    def finish_location_import(self, location: Location, digest: Digest) -> None:
+        """importing → active once the pending `location`'s data was hashed as `digest`."""
+        index = self._pending_index(location)
+        self._move(ImageStatus.ACTIVE)
+        self.size = digest.size
+        self.checksum = digest.checksum
+        self.os_hash_algo = digest.hash_algo
+        self.os_hash_value = digest.hash_value
+        done = self.locations[index]
+        self.locations[index] = Location(done.store, done.key, LocationStatus.ACTIVE,
+                                         done.metadata)
+
+    def fail_location_import(self, location: Location) -> None:
+        """importing → queued: the pending location's data did not verify. The location stays,
+        failed (never served), as Glance keeps it; a later add replaces it."""
+        index = self._pending_index(location)
+        self._move(ImageStatus.QUEUED)
+        self.size = None
+        failed = self.locations[index]
+        self.locations[index] = Location(failed.store, failed.key, LocationStatus.FAILED,
+                                         failed.metadata)
+
+    def _pending_index(self, location: Location) -> int:
+        for i, loc in enumerate(self.locations):
+            if loc.same_place(location) and loc.status == LocationStatus.PENDING:
+                if self.status != ImageStatus.IMPORTING:
+                    break
+                return i
+        raise Conflict(f"Image {self.id} no longer waits for location {location.key} "
+                       f"(status {self.status})")
+
+    def _take_claimed(self, claimed: Claimed | None) -> None:
+        if claimed is not None:
+            self.checksum = claimed.checksum or self.checksum
+            self.os_hash_algo = claimed.hash_algo or self.os_hash_algo
+            self.os_hash_value = claimed.hash_value or self.os_hash_value
+
+    def _check_claimed(self, claimed: Claimed | None) -> None:
+        if claimed is None:
+            return
+        for name, value, known in (("checksum", claimed.checksum, self.checksum),
+                                   ("os_hash_algo", claimed.hash_algo, self.os_hash_algo),
+                                   ("os_hash_value", claimed.hash_value, self.os_hash_value)):
+            if value is not None and value != known:
+                raise Conflict(f"The image's {name} ({known}) does not match the {name} "
+                               f"given for the new location ({value}).")
 
     def release_upload(self) -> None:
         """Forget the upload claim of a deleted image once its data has been dealt with."""

@@ -15,6 +15,7 @@ from glimpse.domain.images import Image
 from glimpse.domain.members import Member, MemberStatus
 from glimpse.domain.query import ListQuery
 from glimpse.domain.quotas import ProjectLimits, Usage
+from glimpse.domain.tasks import Task, TaskStatus
 
 
 class ImageRepository(Protocol):
@@ -43,8 +44,9 @@ class ImageRepository(Protocol):
         `change.quotas` against the merged result (`TooLarge`; the project limits of
         `change.quotas.project` serialized per project, so that two changes that each fit cannot
         pass one together), and records `change.discard` as
-        deletion jobs (leased to the caller for `DeletionJobs` lease time, so that it runs them
-        first). Returns the image as stored afterwards, other writers' merged changes included.
+        deletion jobs and `change.tasks` as tasks (both leased to the caller for their lease
+        time, so that it runs them first). Returns the image as stored afterwards, other
+        writers' merged changes included.
         Raises `StaleImage` naming the fields that changed meanwhile (a deleted image has changed
         status unless the change expects `deleted`), `NotFound` if no such image was ever stored.
         """
@@ -89,6 +91,39 @@ class DeletionJobs(Protocol):
 
     async def postpone(self, deletion: Deletion, delay: float, error: str) -> None:
         """The removal failed: try again after `delay` seconds."""
+        ...
+
+
+class TaskRepository(Protocol):
+    """Background tasks, run by whichever server holds their lease (see `domain.tasks`).
+
+    Tasks are recorded with the image change that starts them (`ImageChange.tasks`).
+    """
+
+    async def get(self, task_id: str) -> Task:
+        """Raises `NotFound`."""
+        ...
+
+    async def of_image(self, image_id: str) -> list[Task]:
+        """The tasks of an image, oldest first."""
+        ...
+
+    async def find(self, owner: str | None, limit: int, marker: str | None) -> list[Task]:
+        """A page of tasks, newest first; every owner's if `owner` is None."""
+        ...
+
+    async def claim_due(self, limit: int) -> list[Task]:
+        """Up to `limit` unfinished tasks whose lease has run out (their server died), each now
+        leased to the caller, in status processing, with `attempts` counted."""
+        ...
+
+    async def heartbeat(self, task: Task) -> bool:
+        """Extend the caller's lease; False if the task is finished or another server took it."""
+        ...
+
+    async def finish(self, task: Task, status: TaskStatus, result: dict[str, object] | None,
+                     message: str) -> None:
+        """Record the end of the task."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,13 +38,14 @@ from glimpse.domain.errors import (
     StaleImage,
     TooLarge,
 )
-from glimpse.domain.images import Image, ImageStatus, Location, Visibility
+from glimpse.domain.images import Image, ImageStatus, Location, LocationStatus, Visibility
 from glimpse.domain.query import Condition, ListQuery, SortKey
 from glimpse.domain.quotas import ProjectLimits
 from glimpse.registry.access import access_clause
 from glimpse.registry.deletions import insert_deletions
 from glimpse.registry.engine import SqlComponent
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
+from glimpse.registry.tasks import insert_tasks
 from glimpse.registry.usage import (
     check_change,
     check_new_image,
@@ -72,12 +74,14 @@ _ROW = [images.c[name] for name in (
 _CHILDREN = union_all(
     select(image_properties.c.image_id, literal("p").label("kind"),
            image_properties.c.name.label("a"), image_properties.c.value.label("b"),
-           literal(0).label("n"))
+           literal(0).label("n"), literal("").label("c"), literal("").label("d"))
     .where(image_properties.c.image_id.in_(bindparam("ids", expanding=True))),
-    select(image_tags.c.image_id, literal("t"), image_tags.c.value, literal(""), literal(0))
+    select(image_tags.c.image_id, literal("t"), image_tags.c.value, literal(""), literal(0),
+           literal(""), literal(""))
     .where(image_tags.c.image_id.in_(bindparam("ids", expanding=True))),
     select(image_locations.c.image_id, literal("l"), image_locations.c.store,
-           image_locations.c.key, image_locations.c.position)
+           image_locations.c.key, image_locations.c.position, image_locations.c.status,
+           image_locations.c.meta)
     .where(image_locations.c.image_id.in_(bindparam("ids", expanding=True))),
 )
 
@@ -110,6 +114,18 @@ def _from_column(name: str, stored: Any) -> Any:
 
 def _matches(col: Column[Any], value: Any) -> ColumnElement[bool]:
     return col.is_(None) if value is None else col == value
+
+
+def _location(store: str, key: str, status: str, meta: str) -> Location:
+    return Location(store, key, LocationStatus(status), json.loads(meta) if meta else {})
+
+
+def _location_rows(image_id: str, locations: Iterable[Location]) -> list[dict[str, Any]]:
+    return [
+        {"image_id": image_id, "position": i, "store": loc.store, "key": loc.key,
+         "status": loc.status.value, "meta": json.dumps(dict(loc.metadata), sort_keys=True)}
+        for i, loc in enumerate(locations)
+    ]
 
 
 def _stale(image_id: str, fields: tuple[str, ...]) -> StaleImage:
@@ -213,6 +229,7 @@ class SqlImageRepository(SqlComponent):
                 self._write_locations(conn, change)
             self._check_quotas(conn, change)
             insert_deletions(conn, change.discard, now, self._deletion_lease)
+            insert_tasks(conn, change.tasks, now, self._deletion_lease)
             row = conn.execute(select(*_ROW).where(images.c.id == change.image_id)).one()
             return self._load(conn, [row])[0]
 
@@ -277,8 +294,9 @@ class SqlImageRepository(SqlComponent):
         read, new = change.locations
         mine = image_locations.c.image_id == change.image_id
         stored = tuple(
-            Location(store, key) for store, key in conn.execute(
-                select(image_locations.c.store, image_locations.c.key)
+            _location(*row) for row in conn.execute(
+                select(image_locations.c.store, image_locations.c.key, image_locations.c.status,
+                       image_locations.c.meta)
                 .where(mine).order_by(image_locations.c.position)
             ).all()
         )
@@ -286,10 +304,7 @@ class SqlImageRepository(SqlComponent):
             raise _stale(change.image_id, ("locations",))
         conn.execute(delete(image_locations).where(mine))
         if new:
-            conn.execute(insert(image_locations), [
-                {"image_id": change.image_id, "position": i, "store": loc.store, "key": loc.key}
-                for i, loc in enumerate(new)
-            ])
+            conn.execute(insert(image_locations), _location_rows(change.image_id, new))
 
     @staticmethod
     def _check_quotas(conn: Connection, change: ImageChange) -> None:
@@ -348,13 +363,7 @@ class SqlImageRepository(SqlComponent):
                 insert(image_tags), [{"image_id": image.id, "value": t} for t in image.tags]
             )
         if image.locations:
-            conn.execute(
-                insert(image_locations),
-                [
-                    {"image_id": image.id, "position": i, "store": loc.store, "key": loc.key}
-                    for i, loc in enumerate(image.locations)
-                ],
-            )
+            conn.execute(insert(image_locations), _location_rows(image.id, image.locations))
 
     @staticmethod
     def _load(conn: Connection, rows: Sequence[Any]) -> list[Image]:
@@ -364,7 +373,7 @@ class SqlImageRepository(SqlComponent):
         props: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, set[str]] = defaultdict(set)
         placed: dict[str, list[tuple[int, Location]]] = defaultdict(list)
-        for image_id, kind, a, b, n in conn.execute(
+        for image_id, kind, a, b, n, c, d in conn.execute(
             _CHILDREN, {"ids": [row[0] for row in rows]}
         ).all():
             if kind == "p":
@@ -372,7 +381,7 @@ class SqlImageRepository(SqlComponent):
             elif kind == "t":
                 tags[image_id].add(a)
             else:
-                placed[image_id].append((n, Location(a, b)))
+                placed[image_id].append((n, _location(a, b, c, d)))
         loaded = []
         for (image_id, name, status, visibility, protected, os_hidden, disk_format,
              container_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo,

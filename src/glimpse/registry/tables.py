@@ -93,6 +93,9 @@ image_locations = Table(
     Column("position", Integer, primary_key=True),
     Column("store", String(255), nullable=False),
     Column("key", String(1024), nullable=False),
+    Column("status", String(20), nullable=False, server_default="active"),
+    #: The client's metadata of the location: a JSON object.
+    Column("meta", LONG_TEXT, nullable=False),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
 )
@@ -124,6 +127,32 @@ deletions = Table(
     Column("last_error", Text),
     Column("created_at", DateTime, nullable=False),
     Index("ix_deletions_due_at", "due_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: Background tasks (see `domain/tasks.py`); `due_at` is their schedule and lease.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("owner", String(255)),
+    Column("image_id", String(36)),
+    Column("input", LONG_TEXT, nullable=False),
+    Column("result", LONG_TEXT),
+    Column("message", Text, nullable=False),
+    Column("request_id", String(64)),
+    Column("user_id", String(255)),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("expires_at", DateTime),
+    Column("due_at", DateTime),
+    Column("attempts", Integer, nullable=False),
+    Index("ix_tasks_image_id", "image_id"),
+    Index("ix_tasks_due_at", "due_at"),
+    Index("ix_tasks_owner_created_at", "owner", "created_at"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
 )

@@ -34,6 +34,13 @@ class Cleanup:
         self._stores = stores
         self._interval = interval
 
+    def removes(self, location: Location) -> bool:
+        """Whether the data of `location` is Glimpse's to remove: not in a read-only store (an
+        HTTP location points at data someone else keeps). Data in a store no longer configured
+        still gets a job, which waits for the store to come back."""
+        store = self._stores.get(location.store)
+        return store is None or store.capabilities.write
+
     async def run(self, deletions: list[Deletion]) -> None:
         """Run jobs the caller holds (just recorded). A failure leaves the job for a sweep."""
         for job in deletions:

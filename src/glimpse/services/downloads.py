@@ -51,7 +51,8 @@ class DownloadService:
                             "Image data download is forbidden.")
         if image.status not in (ImageStatus.ACTIVE, ImageStatus.DEACTIVATED):
             return Download(image, None)
-        if not image.locations or image.size is None:
+        locations = image.readable_locations
+        if not locations or image.size is None:
             return Download(image, None)
         byte_range = None
         if range_header:
@@ -62,7 +63,7 @@ class DownloadService:
         length = byte_range.length if byte_range else None
         failures: list[str] = []
         unavailable: StoreError | None = None
-        for location in image.locations:
+        for location in locations:
             store = self._stores.get(location.store)
             if store is None:
                 failures.append(f"store {location.store!r} is not configured")

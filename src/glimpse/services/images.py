@@ -14,6 +14,7 @@ from glimpse.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from glimpse.domain.images import Image, Location, Visibility
 from glimpse.domain.ports import ImageRepository, MemberRepository
 from glimpse.services import patch
+from glimpse.services.locations import LocationService
 from glimpse.services.members import membership, membership_of
 from glimpse.services.mutations import Mutator
 from glimpse.services.policy import Policy
@@ -61,8 +62,10 @@ class ImageService:
         clock: Callable[[], datetime] = _now,
         protections: PropertyRules = UNPROTECTED,
         quotas: QuotaService | None = None,
+        locations: LocationService | None = None,
     ) -> None:
         self._repo = repo
+        self._locations = locations
         self._quotas = quotas
         self._protections = protections
         self._members = members
@@ -132,13 +135,19 @@ class ImageService:
         changes = patch.parse(media_type, body)
         member = await membership_of(self._members, ctx, image_id)
         access = self.access(ctx)
+        # Location operations look their stores up first; the rest edit the document.
+        moves = [c for c in changes if patch.decode_pointer(c.path)[0] == "locations"]
+        if moves and self._locations is None:
+            raise Forbidden("Image locations cannot be changed through this API.")
+        resolved = await self._locations.prepare(moves) if self._locations and moves else []
 
-        def change(image: Image) -> None:
+        def change(image: Image) -> list[Location]:
             self._policy.check("modify_image", ctx, image, member, "modify")
             editable = editable_copy(image, access)
             document = editable.document
             for item in changes:
-                patch.apply(document, item, editable.guard)
+                if item not in moves:
+                    patch.apply(document, item, editable.guard)
             self._schemas.validate_image(document)
             if document["owner"] != image.owner:
                 self._policy.check_owner_change(ctx, document["owner"])
@@ -148,6 +157,10 @@ class ImageService:
                 if document[name] != getattr(image, name) and not image.formats_changeable:
                     raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
             self._load_document(image, document, editable.hidden)
+            if not resolved:
+                return []
+            assert self._locations is not None
+            return self._locations.apply(image, resolved, ctx, member)
 
         return await self.mutate(image_id, change)
 

@@ -7,7 +7,9 @@ read after a jittered, growing pause, until `timeout` seconds have passed; only 
 caller get a 409 naming the fields. Writers of disjoint fields never wait for each other.
 
 A change may return locations whose data must go (a deleted image's, a failed upload's); they
-are recorded as deletion jobs in the same transaction and run right after it (`Cleanup`).
+are recorded as deletion jobs in the same transaction and run right after it (`Cleanup`), except
+data in read-only stores (an HTTP location), which Glimpse never removes. A change may also start
+background tasks, recorded in the same transaction and run right after it (`TaskRunner`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from glimpse.domain.errors import Conflict, StaleImage
 from glimpse.domain.images import Image, Location
 from glimpse.domain.ports import ImageRepository
 from glimpse.domain.quotas import ProjectLimits
+from glimpse.domain.tasks import Task
 from glimpse.services.cleanup import Cleanup
+from glimpse.services.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +49,23 @@ class Mutator:
         timeout: float = 5.0,
         quotas: Quotas | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        runner: TaskRunner | None = None,
     ) -> None:
         self._repo = repo
         self._cleanup = cleanup
+        self._runner = runner
         self._timeout = timeout
         self._quotas = quotas or Quotas()
         self._sleep = sleep
 
     async def __call__(self, image_id: str, change: Change,
-                       project: ProjectLimits | None = None) -> Image:
+                       project: ProjectLimits | None = None,
+                       tasks: Iterable[Task] = ()) -> Image:
         """Apply `change` to the newest stored image; returns the image as stored afterwards.
 
         `project` holds the limits of the image owner's project that the registry checks if
-        the change grows what they count (an upload beginning or finishing).
+        the change grows what they count (an upload beginning or finishing). `tasks` are
+        recorded with the change and started once it is stored.
 
         `change` runs again on a fresh read whenever a concurrent writer won the race for a field
         it touched, so it must decide from the image it is given (and may raise to refuse).
@@ -70,8 +78,8 @@ class Mutator:
         while True:
             before = await self._repo.get(image_id)
             after = copy.deepcopy(before)
-            discard = change(after) or ()
-            update = diff(before, after, discard, quotas)
+            discard = [loc for loc in change(after) or () if self._cleanup.removes(loc)]
+            update = diff(before, after, discard, quotas, tasks)
             try:
                 saved = await self._repo.update(update)
             except StaleImage as exc:
@@ -85,4 +93,7 @@ class Mutator:
                 continue
             if update.discard:
                 await self._cleanup.run(list(update.discard))
+            if update.tasks:
+                assert self._runner is not None, "a change started tasks without a runner"
+                self._runner.start(update.tasks)
             return saved

@@ -103,6 +103,11 @@ class Policy:
         if not self.allows(rule, ctx, self.target(ctx, image, membership)):
             raise Forbidden(f"You are not permitted to {doing or rule} image {image.id}.")
 
+    def check_rule(self, rule: str, ctx: RequestContext, doing: str) -> None:
+        """403 unless `rule` allows `ctx` (a rule about no image: tasks, for one)."""
+        if not self.allows(rule, ctx, {"project_id": ctx.project_id}):
+            raise Forbidden(f"You are not permitted to {doing}.")
+
     def check_list(self, ctx: RequestContext) -> None:
         if not self.allows("get_images", ctx, {"project_id": ctx.project_id}):
             raise Forbidden("You are not permitted to list images.")

@@ -159,6 +159,59 @@ def members_schema() -> dict[str, Any]:
     }
 
 
+def task_schema() -> dict[str, Any]:
+    """Glance's task schema (`GET /v2/schemas/task`)."""
+    text = {"type": "string"}
+    stamp = {"type": "string", "description": "Date and time, ISO 8601."}
+    return {
+        "name": "task",
+        "properties": {
+            "id": {"type": "string", "pattern": UUID_PATTERN,
+                   "description": "An identifier for the task"},
+            "type": {"type": "string", "enum": ["import", "location_import"],
+                     "description": "The type of task represented by this content"},
+            "status": {"type": "string",
+                       "enum": ["pending", "processing", "success", "failure"],
+                       "description": "The current status of this task"},
+            "input": {"type": ["null", "object"], "description": "The parameters required by "
+                      "task, JSON blob"},
+            "result": {"type": ["null", "object"], "description": "The result of current "
+                       "task, JSON blob"},
+            "owner": {"type": ["null", "string"], "description": "An identifier for the owner "
+                      "of this task"},
+            "message": {"type": "string", "description": "Human-readable informative message "
+                        "only included when appropriate (usually on failure)"},
+            "image_id": {"type": ["null", "string"], "description": "Image associated with "
+                         "the task"},
+            "request_id": {"type": ["null", "string"], "description": "Request ID of the "
+                           "call that started the task"},
+            "user_id": {"type": ["null", "string"], "description": "User associated with the "
+                        "task"},
+            "expires_at": {"type": ["null", "string"], "description": "Datetime when this "
+                           "resource would be subject to removal"},
+            "created_at": stamp,
+            "updated_at": stamp,
+            "self": text,
+            "schema": text,
+        },
+        "links": [{"rel": "self", "href": "{self}"}, {"rel": "describedby", "href": "{schema}"}],
+    }
+
+
+def tasks_schema() -> dict[str, Any]:
+    return {
+        "name": "tasks",
+        "properties": {
+            "tasks": {"type": "array", "items": task_schema()},
+            "schema": {"type": "string"},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+        },
+        "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
+                  {"rel": "describedby", "href": "{schema}"}],
+    }
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterable[Any]:
     """`pattern` as JSON Schema (ECMA 262) reads it: a final `$` matches only at the very end.
 
@@ -185,11 +238,13 @@ class Schemas:
         self.images = images_schema(self.image)
         self.member = member_schema()
         self.members = members_schema()
+        self.task = task_schema()
+        self.tasks = tasks_schema()
         self._image_validator = _Validator(self.image)
 
     def by_name(self) -> dict[str, dict[str, Any]]:
         return {"image": self.image, "images": self.images, "member": self.member,
-                "members": self.members}
+                "members": self.members, "task": self.task, "tasks": self.tasks}
 
     def validate_image(self, document: dict[str, Any]) -> None:
         """Raise `Invalid` with the first schema violation of `document`, if any."""

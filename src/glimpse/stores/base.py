@@ -236,6 +236,23 @@ class Store:
         self._require("deletes", self.capabilities.write)
         await _stamped(self.id, self.driver.discard(key))
 
+    def url(self, key: str) -> str:
+        """The URL a client sees for the location `key` (Glance's location `url`)."""
+        prefix: str | None = getattr(self.driver, "url_prefix", "")
+        return key if prefix is None else prefix + key
+
+    def key_of(self, url: str) -> str | None:
+        """The key of the location `url` in this store; None if the URL is not one of this
+        store's. Raises `InvalidKey` if it is, but names a key the store refuses."""
+        prefix: str | None = getattr(self.driver, "url_prefix", "")
+        if prefix is None:  # keys are URLs: an HTTP store
+            if not url.lower().startswith(("http://", "https://")):
+                return None
+            return self._check_key(url)
+        if not prefix or not url.startswith(prefix):
+            return None
+        return self._check_key(url[len(prefix):])
+
     async def check(self) -> None:
         await _stamped(self.id, self.driver.check())
 

@@ -195,6 +195,11 @@ class FilesystemOptions:
 class FilesystemDriver:
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
 
+    @property
+    def url_prefix(self) -> str:
+        """Location URLs of this store: `file://<folder>/<key>`."""
+        return f"file://{self.root.absolute()}/"
+
     def __init__(self, path: Path | str, threads: int = 16) -> None:
         FilesystemOptions(str(path), threads)
         self.root = Path(path)

@@ -226,6 +226,8 @@ class HttpReader:
 
 class HttpDriver:
     capabilities = Capabilities(read=True, write=False, ranged_read=True)
+    #: Keys are the location URLs themselves.
+    url_prefix = None
 
     def __init__(self, options: HttpOptions | None = None, **settings: Any) -> None:
         """Either `HttpOptions`, or its fields as keywords (as configuration gives them).

@@ -46,9 +46,11 @@ _BY_PATH = {"id": "$request.path.id"}
 def view(request: Request, image: Image, access: PropertyAccess) -> dict[str, Any]:
     """The image as the caller sees it; with several stores, also the `stores` that hold its
     data, as Glance shows them (comma-separated ids)."""
+    svc = services(request)
     document = image_document(image, access)
-    if services(request).discovery.multistore and image.locations:
+    if svc.discovery.multistore and image.locations:
         document["stores"] = ",".join(dict.fromkeys(loc.store for loc in image.locations))
+    svc.locations.add_to_document(image, document)
     return document
 
 

@@ -1,0 +1,116 @@
+"""The location API of 2.17 (`POST/GET /v2/images/{id}/locations`) and the tasks routes: the
+tasks of an image (2.12) and the admin tasks API (`GET /v2/tasks`, `GET /v2/tasks/{id}`)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from glimpse.api.bodies import json_response, read_json
+from glimpse.api.errors import ApiError
+from glimpse.api.inputs import image_id
+from glimpse.api.routes.images import IMAGE_ID, NOT_FOUND
+from glimpse.api.routing import Body, Operation, Param, Reply, describe, ref, resource, takes_body
+from glimpse.api.wiring import context, services
+from glimpse.services.tasks import task_document
+
+_HASH = {"type": "object", "additionalProperties": False,
+         "properties": {"os_hash_algo": {"type": "string"},
+                        "os_hash_value": {"type": "string"}}}
+LOCATION_BODY = {
+    "type": "object", "required": ["url"], "additionalProperties": False,
+    "properties": {"url": {"type": "string", "minLength": 1, "maxLength": 2048},
+                   "validation_data": _HASH},
+}
+LOCATIONS = {"type": "array", "items": {
+    "type": "object", "required": ["url", "metadata"],
+    "properties": {"url": {"type": "string"}, "metadata": {"type": "object"}}}}
+TASK_ID = Param("task_id", "path", "The task id.", {"type": "string", "pattern": "^[^/]+$"})
+
+
+@takes_body
+@describe(Operation(
+    "addImageLocation", "Add the first location of a queued image (API 2.17); with "
+    "`do_secure_hash`, a `location_import` task hashes its data before the image is active.",
+    params=(IMAGE_ID,),
+    body=Body({"application/json": LOCATION_BODY}, "The URL, and optionally its hashes."),
+    replies={202: Reply("Accepted: the image is importing (or active without hashing).")},
+    errors={400: "The URL names no store of this server, no data is there, or validation_data "
+                 "is malformed.",
+            403: "Only the image's owner or a service may add a location.",
+            404: NOT_FOUND,
+            409: "The image is not queued.",
+            415: "The body is not `application/json`."},
+))
+async def add(request: Request) -> Response:
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
+    await svc.locations.add(context(request), image_id(request), body)
+    return Response(status_code=202)
+
+
+@describe(Operation(
+    "listImageLocations", "The locations of an image (API 2.17), for services and admins.",
+    params=(IMAGE_ID,),
+    replies={200: Reply("The locations, `{url, metadata}` each.", LOCATIONS)},
+    errors={403: "Only services and admins may read locations.", 404: NOT_FOUND},
+))
+async def index(request: Request) -> Response:
+    svc = services(request)
+    return json_response(await svc.locations.list(context(request), image_id(request)))
+
+
+@describe(Operation(
+    "listImageTasks", "The tasks of an image, oldest first (API 2.12).", params=(IMAGE_ID,),
+    replies={200: Reply("The tasks.", {"type": "object", "required": ["tasks"],
+                                       "properties": {"tasks": {"type": "array",
+                                                                "items": ref("task")}}})},
+    errors={404: NOT_FOUND},
+))
+async def image_tasks(request: Request) -> Response:
+    svc = services(request)
+    tasks = await svc.tasks.of_image(context(request), image_id(request))
+    return json_response({"tasks": [task_document(t) for t in tasks]})
+
+
+@describe(Operation(
+    "listTasks", "Tasks, newest first (admin).",
+    params=(Param("limit", "query", "Page size.", {"type": "integer", "minimum": 0}),
+            Param("marker", "query", "Id of the last task of the previous page.")),
+    replies={200: Reply("A page of tasks.", ref("tasks"))},
+    errors={400: "A bad limit.", 403: "Only admins may use the tasks API.",
+            404: "The marker names no task."},
+))
+async def tasks_index(request: Request) -> Response:
+    svc = services(request)
+    raw = request.query_params.get("limit", "")
+    limit = svc.settings.limit_param_default
+    if raw:
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+            raise ApiError(400, "limit param must be a non-negative integer")
+        limit = min(int(raw), svc.settings.api_limit_max)
+    tasks = await svc.tasks.find(context(request), limit, request.query_params.get("marker"))
+    document: dict[str, object] = {"tasks": [task_document(t) for t in tasks],
+                                   "first": "/v2/tasks", "schema": "/v2/schemas/tasks"}
+    if tasks and len(tasks) == limit:
+        document["next"] = f"/v2/tasks?marker={tasks[-1].id}"
+    return json_response(document)
+
+
+@describe(Operation(
+    "showTask", "Show a task (admin).", params=(TASK_ID,),
+    replies={200: Reply("The task.", ref("task"))},
+    errors={403: "Only admins may use the tasks API.", 404: "No such task."},
+))
+async def show_task(request: Request) -> Response:
+    svc = services(request)
+    task = await svc.tasks.get(context(request), request.path_params["task_id"])
+    return json_response(task_document(task))
+
+
+routes = [
+    resource("/v2/images/{id}/locations", get=index, post=add),
+    resource("/v2/images/{id}/tasks", get=image_tasks),
+    resource("/v2/tasks", get=tasks_index),
+    resource("/v2/tasks/{task_id}", get=show_task),
+]
