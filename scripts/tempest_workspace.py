@@ -110,8 +110,8 @@ image_caching_enabled = False
 hashing_algorithm = sha512
 
 [image-feature-enabled]
-manage_locations = False
-http_store_enabled = False
+manage_locations = True
+http_store_enabled = True
 image_format_enforcement = False
 image_conversion = False
 do_secure_hash = True
