@@ -148,3 +148,11 @@ def test_an_unreachable_or_broken_store_stops_serve(tmp_path: Path, table: str,
     assert done.returncode == 2, done.stderr[-2000:]
     assert said in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_versions_document_lists_the_multistore_versions(multi: httpx.Client,
+                                                            api: httpx.Client) -> None:
+    several = [v["id"] for v in multi.get("/versions").json()["versions"]]
+    one = [v["id"] for v in api.get("/versions").json()["versions"]]
+    assert several[:8] == ["v2.17", "v2.15", "v2.13", "v2.12", "v2.11", "v2.10", "v2.9", "v2.8"]
+    assert "v2.12" not in one and "v2.8" not in one and one[:3] == ["v2.17", "v2.15", "v2.9"]

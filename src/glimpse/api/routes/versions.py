@@ -13,11 +13,17 @@ from glimpse.api.wiring import services
 
 CURRENT = "2.17"
 SUPPORTED = ("2.15", "2.9", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
+#: With several stores Glance also lists the multi-store versions (2.8 stores, 2.10 delete
+#: from a store, 2.11-2.13 their later additions, image tasks in 2.12), as Glimpse then does.
+MULTISTORE = ("2.15", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7", "2.6", "2.5", "2.4",
+              "2.3", "2.2", "2.1", "2.0")
 
 
 def document(request: Request) -> dict[str, object]:
-    href = base_url(request, services(request).settings.public_endpoint) + "v2/"
-    entries = [(CURRENT, "CURRENT"), *((v, "SUPPORTED") for v in SUPPORTED)]
+    svc = services(request)
+    href = base_url(request, svc.settings.public_endpoint) + "v2/"
+    supported = MULTISTORE if svc.discovery.multistore else SUPPORTED
+    entries = [(CURRENT, "CURRENT"), *((v, "SUPPORTED") for v in supported)]
     return {
         "versions": [
             {"id": f"v{v}", "status": status, "links": [{"rel": "self", "href": href}]}
