@@ -62,11 +62,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_moto(log: Path) -> S3Endpoint:
-    """Start `moto.server` on a loopback port; fail with its log if it does not answer."""
-    port = free_port()
+def start_moto(log: Path, port: int | None = None) -> S3Endpoint:
+    """Start `moto.server` on a loopback port (a free one unless given, e.g. to restart one that
+    was stopped); fail with its log if it does not answer."""
+    port = port or free_port()
     env = dict(os.environ)
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
