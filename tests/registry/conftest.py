@@ -22,8 +22,8 @@ SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306",
 }
-TABLES = ("tasks", "deletions", "image_members", "image_locations", "image_tags", "image_properties",
-          "images", "alembic_version")
+TABLES = ("uploads", "tasks", "deletions", "image_members", "image_locations", "image_tags",
+          "image_properties", "images", "alembic_version")
 
 
 @pytest.fixture

@@ -20,10 +20,12 @@ from glimpse.domain.errors import Conflict, Invalid, NotFound, StaleImage, TooLa
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.members import MemberStatus
 from glimpse.domain.query import Condition, ListQuery, SortKey
+from glimpse.domain.uploads import Purpose, UploadSession
 from glimpse.registry.deletions import SqlDeletionJobs
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.members import SqlMemberRepository
 from glimpse.registry.migrate import upgrade
+from glimpse.registry.uploads import SqlUploadSessions
 from glimpse.services.visibility import listed, readable
 
 pytestmark = pytest.mark.anyio
@@ -221,14 +223,28 @@ def test_racing_writers_of_disjoint_fields_all_win(engine: Engine) -> None:
     assert _race(engine, 8, change) == ["won"] * 8
 
 
-async def test_touch_and_stale_uploads(repo: SqlImageRepository) -> None:
+async def test_sessions_open_and_close_with_image_changes(repo: SqlImageRepository,
+                                                          engine: Engine) -> None:
+    sessions = SqlUploadSessions(engine)
     image = new_image(disk_format="raw", container_format="bare")
-    image.begin_upload("u1", T0)
     await repo.add(image)
-    assert await repo.touch_upload(image.id, "u1", T0 + timedelta(seconds=30)) is True
-    assert await repo.touch_upload(image.id, "other", T0) is False
-    assert [i.id for i in await repo.stale_uploads(T0 + timedelta(seconds=31))] == [image.id]
-    assert await repo.stale_uploads(T0 + timedelta(seconds=30)) == []
+    session = UploadSession.open(image.id, "fast", Purpose.UPLOAD, T0)
+    claimed = deepcopy(image)
+    claimed.begin_upload(session.id)
+    saved = await repo.update(diff(image, claimed, opened=[session]))
+    assert saved.upload_id == session.id
+    assert await sessions.of_image(image.id) == [session]
+    assert session.location == Location("fast", f"{image.id}.{session.id}")
+    assert await sessions.touch(session.id, T0 + timedelta(seconds=30)) is True
+    assert await sessions.touch("other", T0) is False
+    assert [s.id for s in await sessions.stale(T0 + timedelta(seconds=31))] == [session.id]
+    assert await sessions.stale(T0 + timedelta(seconds=30)) == []
+    done = deepcopy(saved)
+    done.fail_upload(session.id)
+    saved = await repo.update(diff(saved, done, closed=[session.id]))
+    assert saved.upload_id is None and await sessions.of_image(image.id) == []
+    assert await sessions.touch(session.id, T0) is False
+    sessions.close()
 
 
 async def _ids(repo: SqlImageRepository, ctx: RequestContext = ADMIN,
@@ -356,13 +372,19 @@ async def test_unknown_marker_is_invalid(repo: SqlImageRepository) -> None:
         await repo.find(ListQuery(marker=str(uuid.uuid4())))
 
 
-async def test_an_upload_claim_records_its_store(repo: SqlImageRepository) -> None:
+async def test_a_failed_change_opens_no_session(repo: SqlImageRepository,
+                                                engine: Engine) -> None:
+    sessions = SqlUploadSessions(engine)
     image = new_image(disk_format="raw", container_format="bare")
-    image.begin_upload("u1", T0, "fast")
     await repo.add(image)
-    (stale,) = await repo.stale_uploads(T0 + timedelta(seconds=1))
-    assert (stale.upload_id, stale.upload_store) == ("u1", "fast")
-    done = deepcopy(stale)
-    done.fail_upload("u1")
-    saved = await repo.update(diff(stale, done))
-    assert (saved.upload_id, saved.upload_store) == (None, None)
+    session = UploadSession.open(image.id, "fast", Purpose.UPLOAD, T0)
+    claimed = deepcopy(image)
+    claimed.begin_upload(session.id)
+    change = diff(image, claimed, opened=[session])
+    renamed = deepcopy(image)
+    renamed.status = ImageStatus.ACTIVE  # a rival moved the status first
+    await repo.update(diff(image, renamed))
+    with pytest.raises(StaleImage):
+        await repo.update(change)
+    assert await sessions.of_image(image.id) == []
+    sessions.close()

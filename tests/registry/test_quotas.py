@@ -36,7 +36,7 @@ def new_image(owner: str = "p1", **fields: object) -> Image:
 def saving(owner: str = "p1") -> Image:
     """An image whose upload is in flight."""
     image = new_image(owner)
-    image.begin_upload(str(uuid.uuid4()), T0)
+    image.begin_upload(str(uuid.uuid4()))
     return image
 
 
@@ -51,7 +51,7 @@ def finished(image: Image, size: int, limits: ProjectLimits) -> ImageChange:
 
 def begun(image: Image, limits: ProjectLimits) -> ImageChange:
     after = deepcopy(image)
-    after.begin_upload(str(uuid.uuid4()), T0)
+    after.begin_upload(str(uuid.uuid4()))
     return diff(image, after, quotas=Quotas(project=limits))
 
 

@@ -21,6 +21,7 @@ from glimpse.registry.engine import concurrency, make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.members import SqlMemberRepository
 from glimpse.registry.tasks import SqlTaskRepository
+from glimpse.registry.uploads import SqlUploadSessions
 from glimpse.registry.usage import SqlUsage
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
@@ -90,6 +91,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         )
     quotas = QuotaService(source, usage)
     task_repo = SqlTaskRepository(engine, lease=lease)
+    sessions = SqlUploadSessions(engine)
     runner = TaskRunner(task_repo, lease=lease, interval=settings.cleanup_interval)
     mutate = Mutator(repo, cleanup, timeout=settings.write_retry_timeout,
                      quotas=Quotas(properties=settings.image_property_quota,
@@ -112,7 +114,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         images=ImageService(repo, members, mutate, policy, schemas_, limits,
                             protections=protections, quotas=quotas, locations=location_service),
         uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings,
-                              quotas=quotas),
+                              sessions, quotas=quotas),
         downloads=DownloadService(repo, members, policy, stores),
         members=MemberService(repo, members, policy, quota=(
             None if settings.image_member_quota < 0 else settings.image_member_quota)),
@@ -135,6 +137,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         usage.close()
         jobs.close()
         task_repo.close()
+        sessions.close()
         members.close()
         repo.close()
 

@@ -59,6 +59,7 @@ TABLE: dict[type[BaseException], int] = {
     domain.Conflict: 409,
     domain.Invalid: 400,
     domain.TooLarge: 413,
+    domain.RefusedData: 415,
     domain.RangeNotSatisfiable: 416,
     domain.Gone: 410,
     stores.ObjectNotFound: 404,

@@ -17,17 +17,17 @@ from glimpse.domain.deletions import Deletion
 from glimpse.domain.images import Image, Location
 from glimpse.domain.quotas import ProjectLimits
 from glimpse.domain.tasks import Task
+from glimpse.domain.uploads import UploadSession
 
 #: Attributes the rules read (status machine, ownership and visibility checks, protection,
 #: format rules, upload claims): every save checks they are unchanged since its read.
 GUARDED = ("status", "owner", "visibility", "protected", "disk_format", "container_format",
-           "upload_id", "upload_heartbeat")
+           "upload_id")
 
 #: Base attributes a change may write (each one a column of the image).
 COLUMNS = ("name", "status", "visibility", "protected", "os_hidden", "disk_format",
            "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
-           "os_hash_algo", "os_hash_value", "owner", "upload_id", "upload_heartbeat",
-           "upload_store")
+           "os_hash_algo", "os_hash_value", "owner", "upload_id")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,10 @@ class ImageChange:
     is (read, new) when the list changed. `discard` holds the data that must be removed once the
     change is stored: the registry records these deletion jobs in the same transaction, leased
     to the caller, who runs them right after. `tasks` are background tasks the change starts,
-    recorded in the same transaction and leased to the caller in the same way.
+    recorded in the same transaction and leased to the caller in the same way. `opened` are
+    upload sessions the change starts, `closed` the ids of those it settles (their data is now a
+    location, or in `discard`): both in the same transaction, so no byte in flight is ever
+    unaccounted for.
     """
 
     image_id: str
@@ -63,17 +66,21 @@ class ImageChange:
     locations: tuple[tuple[Location, ...], tuple[Location, ...]] | None = None
     discard: tuple[Deletion, ...] = ()
     tasks: tuple[Task, ...] = ()
+    opened: tuple[UploadSession, ...] = ()
+    closed: tuple[str, ...] = ()
     quotas: Quotas = Quotas()
 
     @property
     def empty(self) -> bool:
         """Whether storing it would change nothing but `updated_at` (and record no job)."""
         return not (self.values or self.properties or self.added_tags or self.removed_tags
-                    or self.locations or self.discard or self.tasks)
+                    or self.locations or self.discard or self.tasks or self.opened
+                    or self.closed)
 
 
 def diff(before: Image, after: Image, discard: Iterable[Location] = (),
-         quotas: Quotas = Quotas(), tasks: Iterable[Task] = ()) -> ImageChange:
+         quotas: Quotas = Quotas(), tasks: Iterable[Task] = (),
+         opened: Iterable[UploadSession] = (), closed: Iterable[str] = ()) -> ImageChange:
     """The change that turns stored `before` into `after` (same id), guarded as `GUARDED` says."""
     values = {name: getattr(after, name) for name in COLUMNS
               if getattr(after, name) != getattr(before, name)}
@@ -97,5 +104,7 @@ def diff(before: Image, after: Image, discard: Iterable[Location] = (),
         locations=locations,
         discard=tuple(Deletion.of(location, before.id) for location in discard),
         tasks=tuple(tasks),
+        opened=tuple(opened),
+        closed=tuple(closed),
         quotas=quotas,
     )

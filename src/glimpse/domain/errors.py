@@ -6,6 +6,7 @@
     ├── Conflict           the request clashes with the current state (status, duplicate id, a race)
     │   └── StaleImage     a compare-and-swap save lost a race on `fields` (services retry)
     ├── Invalid            the request itself is malformed or breaks a rule
+    ├── RefusedData        image data that is not what it claims to be, or is unsafe to keep
     ├── TooLarge           a size cap or quota would be exceeded
     ├── RangeNotSatisfiable  a byte range lies outside the image data
     └── Gone               the image was deleted while its data was being uploaded
@@ -44,6 +45,11 @@ class StaleImage(Conflict):
 
 class Invalid(DomainError):
     pass
+
+
+class RefusedData(DomainError):
+    """The bytes were inspected and refused (a format that does not match `disk_format`, a
+    qcow2 with a backing file, a bad signature, ...); the message names the reason."""
 
 
 class TooLarge(DomainError):

@@ -123,11 +123,9 @@ class Image:
     tags: set[str] = field(default_factory=set)
     properties: dict[str, str] = field(default_factory=dict)
     locations: list[Location] = field(default_factory=list)
-    #: The upload that holds this image in `saving`, and when it last proved to be alive.
+    #: The upload session (`domain.uploads`) that holds this image in `saving`; the session
+    #: records where it writes and whether it is alive.
     upload_id: str | None = None
-    upload_heartbeat: datetime | None = None
-    #: The store the upload writes to, so that whoever cleans up after it looks there.
-    upload_store: str | None = None
     #: Bumped by every save.
     version: int = 0
 
@@ -146,15 +144,13 @@ class Image:
             )
         self.status = target
 
-    def begin_upload(self, upload_id: str, now: datetime, store: str | None = None) -> None:
-        """queued → saving, claimed by `upload_id`."""
+    def begin_upload(self, upload_id: str) -> None:
+        """queued → saving, claimed by the upload session `upload_id`."""
         if self.status != ImageStatus.QUEUED:
             raise Conflict(f"Image {self.id} is not in queued status (it is {self.status}); "
                            "data can only be uploaded once")
         self._move(ImageStatus.SAVING)
         self.upload_id = upload_id
-        self.upload_heartbeat = now
-        self.upload_store = store
 
     def finish_upload(self, upload_id: str, digest: Digest, location: Location) -> None:
         """saving → active with the measured digest; only the upload that holds the claim may."""
@@ -166,8 +162,6 @@ class Image:
         self.os_hash_value = digest.hash_value
         self.locations = [location]
         self.upload_id = None
-        self.upload_heartbeat = None
-        self.upload_store = None
 
     def fail_upload(self, upload_id: str) -> bool:
         """saving → queued after a failed upload. Returns False if the claim had already gone."""
@@ -177,8 +171,6 @@ class Image:
         self.size = None
         self.virtual_size = None
         self.upload_id = None
-        self.upload_heartbeat = None
-        self.upload_store = None
         return True
 
     def _check_claim(self, upload_id: str) -> None:
@@ -203,8 +195,8 @@ class Image:
     def delete(self) -> list[Location]:
         """Mark deleted; returns the locations whose data the caller must now remove.
 
-        An upload in flight keeps its claim: if its process is gone, the reaper still finds it
-        and discards its partial data (`release_upload`).
+        An upload in flight keeps its session: if its process is gone, the reaper still finds
+        the session and discards its partial data.
         """
         if self.protected:
             raise Forbidden(f"Image {self.id} is protected and cannot be deleted.")
@@ -360,15 +352,6 @@ class Image:
             if value is not None and value != known:
                 raise Conflict(f"The image's {name} ({known}) does not match the {name} "
                                f"given for the new location ({value}).")
-
-    def release_upload(self) -> None:
-        """Forget the upload claim of a deleted image once its data has been dealt with."""
-        if self.status != ImageStatus.DELETED:
-            raise Conflict(f"Image {self.id} is {self.status}; only deleted images release "
-                           "an upload this way")
-        self.upload_id = None
-        self.upload_heartbeat = None
-        self.upload_store = None
 
     # -- metadata rules -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from glimpse.domain.members import Member, MemberStatus
 from glimpse.domain.query import ListQuery
 from glimpse.domain.quotas import ProjectLimits, Usage
 from glimpse.domain.tasks import Task, TaskStatus
+from glimpse.domain.uploads import UploadSession
 
 
 class ImageRepository(Protocol):
@@ -45,8 +46,8 @@ class ImageRepository(Protocol):
         `change.quotas.project` serialized per project, so that two changes that each fit cannot
         pass one together), and records `change.discard` as
         deletion jobs and `change.tasks` as tasks (both leased to the caller for their lease
-        time, so that it runs them first). Returns the image as stored afterwards, other
-        writers' merged changes included.
+        time, so that it runs them first), and opens and closes the upload sessions it names.
+        Returns the image as stored afterwards, other writers' merged changes included.
         Raises `StaleImage` naming the fields that changed meanwhile (a deleted image has changed
         status unless the change expects `deleted`), `NotFound` if no such image was ever stored.
         """
@@ -59,13 +60,25 @@ class ImageRepository(Protocol):
         """
         ...
 
-    async def touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
-        """Record that `upload_id` is alive. False if it no longer holds the image."""
+
+class UploadSessions(Protocol):
+    """Upload sessions (`domain.uploads`): opened and closed with image changes
+    (`ImageChange.opened`, `ImageChange.closed`), proved alive here."""
+
+    async def touch(self, session_id: str, now: datetime) -> bool:
+        """Record that the session is alive. False if it was closed (reaped, or settled)."""
         ...
 
-    async def stale_uploads(self, before: datetime) -> list[Image]:
-        """Images, in `saving` or deleted meanwhile, whose upload last proved alive before
-        `before` (deleted ones included: their partial data still has to go)."""
+    async def stale(self, before: datetime) -> list[UploadSession]:
+        """Sessions that last proved alive before `before`."""
+        ...
+
+    async def end(self, session_id: str) -> None:
+        """Forget a session whose data has been dealt with (outside an image change)."""
+        ...
+
+    async def of_image(self, image_id: str) -> list[UploadSession]:
+        """The open sessions of an image."""
         ...
 
 

@@ -46,6 +46,7 @@ from glimpse.registry.deletions import insert_deletions
 from glimpse.registry.engine import SqlComponent
 from glimpse.registry.tables import image_locations, image_properties, image_tags, images
 from glimpse.registry.tasks import insert_tasks
+from glimpse.registry.uploads import close_sessions, open_sessions
 from glimpse.registry.usage import (
     check_change,
     check_new_image,
@@ -56,7 +57,7 @@ from glimpse.registry.usage import (
 _COLUMNS = (
     "name", "status", "visibility", "protected", "os_hidden", "disk_format", "container_format",
     "min_disk", "min_ram", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
-    "owner", "created_at", "updated_at", "upload_id", "upload_heartbeat", "upload_store",
+    "owner", "created_at", "updated_at", "upload_id",
 )
 _HIDDEN_STATUSES = (ImageStatus.DELETED.value, ImageStatus.KILLED.value)
 _STATUSES = {s.value: s for s in ImageStatus}
@@ -67,7 +68,7 @@ _ROW = [images.c[name] for name in (
     "id", "name", "status", "visibility", "protected", "os_hidden", "disk_format",
     "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
     "os_hash_algo", "os_hash_value", "owner", "created_at", "updated_at", "upload_id",
-    "upload_heartbeat", "upload_store", "version",
+    "version",
 )]
 
 #: Properties, tags and locations of a set of images, in one round trip.
@@ -137,7 +138,7 @@ def _row_values(image: Image) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(image, name) for name in _COLUMNS}
     values["status"] = image.status.value
     values["visibility"] = image.visibility.value
-    for name in ("created_at", "updated_at", "upload_heartbeat"):
+    for name in ("created_at", "updated_at"):
         values[name] = _naive(values[name])
     return values
 
@@ -170,11 +171,6 @@ class SqlImageRepository(SqlComponent):
     async def find(self, query: ListQuery) -> list[Image]:
         return await self._run(self._find, query)
 
-    async def touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
-        return await self._run(self._touch_upload, image_id, upload_id, now)
-
-    async def stale_uploads(self, before: datetime) -> list[Image]:
-        return await self._run(self._stale_uploads, before)
 
     # -- implementation -----------------------------------------------------------------------
 
@@ -230,6 +226,8 @@ class SqlImageRepository(SqlComponent):
             self._check_quotas(conn, change)
             insert_deletions(conn, change.discard, now, self._deletion_lease)
             insert_tasks(conn, change.tasks, now, self._deletion_lease)
+            open_sessions(conn, change.opened)
+            close_sessions(conn, change.closed)
             row = conn.execute(select(*_ROW).where(images.c.id == change.image_id)).one()
             return self._load(conn, [row])[0]
 
@@ -324,30 +322,6 @@ class SqlImageRepository(SqlComponent):
                 raise TooLarge(f"Maximum number of tags exceeded: {limit}")
         check_change(conn, change)
 
-    def _touch_upload(self, image_id: str, upload_id: str, now: datetime) -> bool:
-        with self._write() as conn:
-            result = conn.execute(
-                update(images)
-                .where(
-                    images.c.id == image_id,
-                    images.c.upload_id == upload_id,
-                    images.c.status == ImageStatus.SAVING.value,
-                )
-                .values(upload_heartbeat=_naive(now), version=images.c.version + 1)
-            )
-            return bool(result.rowcount == 1)
-
-    def _stale_uploads(self, before: datetime) -> list[Image]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(*_ROW).where(
-                    images.c.status.in_((ImageStatus.SAVING.value, ImageStatus.DELETED.value)),
-                    images.c.upload_id.is_not(None),
-                    images.c.upload_heartbeat < _naive(before),
-                )
-            ).all()
-            return self._load(conn, rows)
-
     @staticmethod
     def _write_children(conn: Connection, image: Image) -> None:
         if image.properties:
@@ -385,8 +359,7 @@ class SqlImageRepository(SqlComponent):
         loaded = []
         for (image_id, name, status, visibility, protected, os_hidden, disk_format,
              container_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo,
-             os_hash_value, owner, created_at, updated_at, upload_id, upload_heartbeat,
-             upload_store,
+             os_hash_value, owner, created_at, updated_at, upload_id,
              version) in rows:
             loaded.append(Image(
                 id=image_id,
@@ -412,8 +385,6 @@ class SqlImageRepository(SqlComponent):
                 locations=[loc for _, loc in sorted(placed[image_id])] if image_id in placed
                 else [],
                 upload_id=upload_id,
-                upload_heartbeat=_aware(upload_heartbeat),
-                upload_store=upload_store,
                 version=version,
             ))
         return loaded

@@ -50,8 +50,6 @@ images = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("deleted_at", DateTime),
     Column("upload_id", String(36)),
-    Column("upload_heartbeat", DateTime),
-    Column("upload_store", String(64)),
     Column("version", Integer, nullable=False),
     Index("ix_images_created_at_id", "created_at", "id"),
     Index("ix_images_updated_at", "updated_at"),
@@ -153,6 +151,22 @@ tasks = Table(
     Index("ix_tasks_image_id", "image_id"),
     Index("ix_tasks_due_at", "due_at"),
     Index("ix_tasks_owner_created_at", "owner", "created_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: Upload sessions (see `domain/uploads.py`): every write of image data still in flight.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("image_id", String(36), nullable=False),
+    Column("store", String(255), nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("purpose", String(20), nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Index("ix_uploads_heartbeat_at", "heartbeat_at"),
+    Index("ix_uploads_image_id", "image_id"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
 )

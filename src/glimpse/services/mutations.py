@@ -28,6 +28,7 @@ from glimpse.domain.images import Image, Location
 from glimpse.domain.ports import ImageRepository
 from glimpse.domain.quotas import ProjectLimits
 from glimpse.domain.tasks import Task
+from glimpse.domain.uploads import UploadSession
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.tasks import TaskRunner
 
@@ -60,12 +61,14 @@ class Mutator:
 
     async def __call__(self, image_id: str, change: Change,
                        project: ProjectLimits | None = None,
-                       tasks: Iterable[Task] = ()) -> Image:
+                       tasks: Iterable[Task] = (), opened: Iterable[UploadSession] = (),
+                       closed: Iterable[str] = ()) -> Image:
         """Apply `change` to the newest stored image; returns the image as stored afterwards.
 
         `project` holds the limits of the image owner's project that the registry checks if
         the change grows what they count (an upload beginning or finishing). `tasks` are
-        recorded with the change and started once it is stored.
+        recorded with the change and started once it is stored; upload sessions are `opened`
+        and `closed` (by id) with it.
 
         `change` runs again on a fresh read whenever a concurrent writer won the race for a field
         it touched, so it must decide from the image it is given (and may raise to refuse).
@@ -79,7 +82,7 @@ class Mutator:
             before = await self._repo.get(image_id)
             after = copy.deepcopy(before)
             discard = [loc for loc in change(after) or () if self._cleanup.removes(loc)]
-            update = diff(before, after, discard, quotas, tasks)
+            update = diff(before, after, discard, quotas, tasks, opened, closed)
             try:
                 saved = await self._repo.update(update)
             except StaleImage as exc:

@@ -8,20 +8,21 @@ one buffer). At most two batches are alive at a time, so memory stays flat whate
 size. Later stages (format inspection, signature checks)
 join as further `Stage`s.
 
-An upload claims the image (queued → saving) under a fresh upload id, proves it is alive with a
-heartbeat, and either finishes (→ active) or gives the image back (→ queued) after removing its
-data. If its process dies, any server's reaper notices the stale heartbeat, gives the image back
-and discards the partial data; uploads that are still alive, in any process, are left alone.
+An upload opens an upload session (`domain.uploads`: its store, key and heartbeat, a record of
+its own) in the change that claims the image (queued → saving), proves it is alive through the
+session's heartbeat, and either finishes (→ active, the session closed as its data becomes the
+location) or gives the image back (→ queued, the session closed as its data goes to a deletion
+job). If its process dies, any server's reaper notices the stale session, gives the image back
+if the session held it, and discards the partial data; sessions still alive, in any process, are
+left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hashlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,12 +30,12 @@ from typing import Protocol
 
 from anyio import CancelScope, to_thread
 
-from glimpse.domain.changes import diff
 from glimpse.domain.context import RequestContext
-from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, StaleImage, TooLarge
+from glimpse.domain.errors import Conflict, Gone, Invalid, NotFound, TooLarge
 from glimpse.domain.images import Digest, Image, ImageStatus, Location
 from glimpse.domain.members import MemberStatus
-from glimpse.domain.ports import ImageRepository, MemberRepository
+from glimpse.domain.ports import ImageRepository, MemberRepository, UploadSessions
+from glimpse.domain.uploads import Purpose, UploadSession
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
@@ -77,11 +78,6 @@ class UploadSettings:
     stale_after: float = 60.0
 
 
-def data_key(image_id: str, upload_id: str) -> str:
-    """Each upload writes under its own key, so a late zombie can never clobber a newer upload."""
-    return f"{image_id}.{upload_id}"
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -96,10 +92,12 @@ class UploadService:
         cleanup: Cleanup,
         stores: dict[str, Store],
         settings: UploadSettings,
+        sessions: UploadSessions,
         clock: Callable[[], datetime] = _now,
         quotas: QuotaService | None = None,
     ) -> None:
         self._repo = repo
+        self._sessions = sessions
         self._members = members
         self._policy = policy
         self._mutate = mutate
@@ -143,21 +141,21 @@ class UploadService:
         cap = self._settings.size_cap
         if declared_size is not None and declared_size > cap:
             raise TooLarge(f"Image size {declared_size} exceeds the limit of {cap} bytes.")
-        upload_id = str(uuid.uuid4())
-
         member = await membership_of(self._members, ctx, image_id)
         budget = await self._budget(ctx, image_id, member, declared_size)
         limits = budget.limits if budget is not None else None
         store = self._store(store_id)
+        session = UploadSession.open(image_id, store.id, Purpose.UPLOAD, self._clock())
+        location = session.location
 
         def begin(image: Image) -> None:
             self._policy.check("upload_image", ctx, image, member, "upload data to")
-            image.begin_upload(upload_id, self._clock(), store.id)
+            image.begin_upload(session.id)
 
-        await self._mutate(image_id, begin, limits)  # image_count_uploading, exactly
-        location = Location(store.id, data_key(image_id, upload_id))
+        # image_count_uploading, exactly
+        await self._mutate(image_id, begin, limits, opened=[session])
         lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(image_id, upload_id, lost))
+        heartbeat = asyncio.create_task(self._heartbeat(image_id, session.id, lost))
         try:
             writer = await store.open_writer(location.key, declared_size)
             try:
@@ -169,17 +167,17 @@ class UploadService:
                 raise
 
             def finish(image: Image) -> None:
-                image.finish_upload(upload_id, digest, location)
+                image.finish_upload(session.id, digest, location)
 
             try:
                 # image_size_total, exactly: a refusal gives the image back and its data goes.
-                return await self._mutate(image_id, finish, limits)
+                return await self._mutate(image_id, finish, limits, closed=[session.id])
             except NotFound as exc:
                 raise Gone(f"Image {image_id} was deleted during the upload; "
                            "its data has been discarded.") from exc
         except BaseException:
             with CancelScope(shield=True):
-                await self._give_back(image_id, upload_id, location)
+                await self._give_back(session)
             raise
         finally:
             heartbeat.cancel()
@@ -267,11 +265,11 @@ class UploadService:
             budget.check(declared_size or 0)
         return budget
 
-    async def _heartbeat(self, image_id: str, upload_id: str, lost: asyncio.Event) -> None:
+    async def _heartbeat(self, image_id: str, session_id: str, lost: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(self._settings.heartbeat_interval)
             try:
-                alive = await self._repo.touch_upload(image_id, upload_id, self._clock())
+                alive = await self._sessions.touch(session_id, self._clock())
             except Exception:  # a passing registry fault must not kill the upload
                 log.exception("image %s: heartbeat failed", image_id)
                 continue
@@ -279,66 +277,54 @@ class UploadService:
                 lost.set()
                 return
 
-    async def _give_back(self, image_id: str, upload_id: str, location: Location) -> None:
-        """After a failed upload: return the image to queued and remove whatever was written
-        (committed or partial), through a deletion job recorded with the status change."""
+    async def _give_back(self, session: UploadSession) -> None:
+        """After a failed upload: return the image to queued (if the session still holds it)
+        and remove whatever was written (committed or partial), through a deletion job recorded
+        with the change that closes the session."""
 
         def restore(image: Image) -> list[Location]:
-            return [location] if image.fail_upload(upload_id) else []
+            image.fail_upload(session.id)
+            return [session.location]
 
         try:
-            await self._mutate(image_id, restore)
+            await self._mutate(session.image_id, restore, closed=[session.id])
             return
         except NotFound:
             pass  # deleted meanwhile: no image change accounts for the data
         except Exception:
-            log.exception("image %s: could not return it to queued", image_id)
-        await self._cleanup.discard([location], image_id)
+            log.exception("image %s: could not return it to queued", session.image_id)
+        await self._cleanup.discard([session.location], session.image_id)
+        await self._sessions.end(session.id)
 
     # -- the reaper -------------------------------------------------------------------------------
 
     async def reap(self) -> list[str]:
-        """Give back images whose upload stopped proving it is alive; returns their ids."""
+        """Settle the sessions that stopped proving they are alive; returns their images' ids."""
         cutoff = self._clock() - timedelta(seconds=self._settings.stale_after)
-        return [image.id for image in await self._repo.stale_uploads(cutoff)
-                if await self._release(image, cutoff)]
+        return [session.image_id for session in await self._sessions.stale(cutoff)
+                if await self._release(session)]
 
-    async def _release(self, stale: Image, cutoff: datetime) -> bool:
-        upload_id = stale.upload_id
-        if upload_id is None:
+    async def _release(self, stale: UploadSession) -> bool:
+        # Sessions recorded before sessions named their store wrote to the default one.
+        location = (stale.location if stale.location.store
+                    else Location(self._settings.store_id, stale.location.key))
+        held: list[bool] = []
+
+        def reset(image: Image) -> list[Location]:
+            held[:] = [image.fail_upload(stale.id)]
+            # A session still open never wrote a location: its data is partial or orphaned.
+            return [location]
+
+        try:
+            await self._mutate(stale.image_id, reset, closed=[stale.id])
+        except NotFound:  # the image was deleted: no change of it accounts for the data
+            await self._cleanup.discard([location], stale.image_id)
+            await self._sessions.end(stale.id)
+        except Conflict:
             return False
-        location = Location(stale.upload_store or self._settings.store_id,
-                            data_key(stale.id, upload_id))
-        if stale.status == ImageStatus.DELETED:
-            released = copy.deepcopy(stale)
-            released.release_upload()
-            change = diff(stale, released, [location])
-            try:
-                await self._repo.update(change)
-            except (StaleImage, NotFound):
-                return False  # another reaper got there first
-            await self._cleanup.run(list(change.discard))
-        else:
-            took: list[bool] = []
-
-            def reset(image: Image) -> list[Location]:
-                took.clear()  # decided afresh on every attempt
-                heartbeat = image.upload_heartbeat
-                if heartbeat is not None and heartbeat >= cutoff:
-                    return []  # it came back to life
-                if not image.fail_upload(upload_id):
-                    return []
-                took.append(True)
-                return [location]
-
-            try:
-                await self._mutate(stale.id, reset)
-            except (NotFound, Conflict):
-                return False
-            if not took:
-                return False
-        log.warning("image %s: upload %s stopped without finishing; partial data removed and "
-                    "the image returned to queued (unless deleted)", stale.id, upload_id)
+        log.warning("image %s: upload session %s (%s) stopped without finishing; its data was "
+                    "removed%s", stale.image_id, stale.id, stale.purpose,
+                    " and the image returned to queued" if any(held) else "")
         return True
 
     async def run_reaper(self) -> None:
