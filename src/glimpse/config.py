@@ -15,10 +15,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from glimpse.stores.catalog import StoreConfigError, StoreSpec, default_specs, parse
+
+if TYPE_CHECKING:
+    from glimpse.stores.web import ImportFilter
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
@@ -78,6 +81,33 @@ class Settings:
     http_retries: int = field(
         default=3, metadata={"help": "attempts to read a new location's data before its task "
                                      "fails"})
+    # -- web-download (docs/import.md): Glance's [import_filtering_opts] and limits --
+    import_allowed_schemes: tuple[str, ...] = field(
+        default=("http", "https"), metadata={"help": "schemes web-download may fetch; when set, "
+                                                     "import_disallowed_schemes is ignored"})
+    import_disallowed_schemes: tuple[str, ...] = field(
+        default=(), metadata={"help": "schemes web-download refuses (if no allowed list)"})
+    import_allowed_hosts: tuple[str, ...] = field(
+        default=(), metadata={"help": "the only hosts web-download may fetch from (empty: any); "
+                                      "when set, import_disallowed_hosts is ignored"})
+    import_disallowed_hosts: tuple[str, ...] = field(
+        default=(), metadata={"help": "hosts web-download refuses (if no allowed list)"})
+    import_allowed_ports: tuple[int, ...] = field(
+        default=(80, 443), metadata={"help": "ports a web-download URL may name (a URL without "
+                                             "a port passes); when set, "
+                                             "import_disallowed_ports is ignored"})
+    import_disallowed_ports: tuple[int, ...] = field(
+        default=(), metadata={"help": "ports a web-download URL may not name (if no allowed "
+                                      "list)"})
+    import_allow_private_networks: bool = field(
+        default=False, metadata={"help": "let web-download reach loopback, private, link-local "
+                                         "(169.254.169.254), shared, multicast and reserved "
+                                         "addresses"})
+    web_download_timeout: float = field(
+        default=60.0, metadata={"help": "seconds a web-download waits without progress "
+                                        "(connecting, or for the next bytes) before failing"})
+    web_download_max_redirects: int = field(
+        default=5, metadata={"help": "redirects a web-download follows (0-20)"})
     # -- per-project quotas (docs/quotas.md); -1: no limit --
     image_count_total: int = field(
         default=-1, metadata={"help": "images a project may own (-1: no limit)"}
@@ -126,6 +156,12 @@ class Settings:
         default="roles",
         metadata={"help": "format of property_protection_file: roles (policies is not "
                           "supported)"},
+    )
+    signature_certificates_dir: str = field(
+        default="",
+        metadata={"help": "folder of PEM certificates named <uuid>.pem that signed images "
+                          "name (img_signature_certificate_uuid); empty: signed images are "
+                          "refused (docs/signatures.md)"},
     )
     max_request_body_size: int = field(
         default=114688, metadata={"help": "largest JSON request body, in bytes"}
@@ -214,6 +250,22 @@ class Settings:
     )
 
     @property
+    def import_filter(self) -> ImportFilter:
+        """The web-download policy of these settings (`stores/web.py`)."""
+        from glimpse.stores.web import ImportFilter
+
+        return ImportFilter(
+            allowed_schemes=self.import_allowed_schemes,
+            disallowed_schemes=self.import_disallowed_schemes,
+            allowed_hosts=self.import_allowed_hosts,
+            disallowed_hosts=self.import_disallowed_hosts,
+            allowed_ports=self.import_allowed_ports,
+            disallowed_ports=self.import_disallowed_ports,
+            allow_private_networks=self.import_allow_private_networks,
+            timeout=self.web_download_timeout,
+            max_redirects=self.web_download_max_redirects)
+
+    @property
     def tokens_path(self) -> Path:
         return Path(self.token_file) if self.token_file else Path(self.data_dir) / "tokens"
 
@@ -289,6 +341,10 @@ class Settings:
         _check_host(self.host, self.port)
         _check_identity(self)
         _check_protections(self)
+        _check_import_filter(self)
+        if self.signature_certificates_dir and not Path(self.signature_certificates_dir).is_dir():
+            raise ConfigError("signature_certificates_dir: no such folder "
+                              f"{self.signature_certificates_dir}")
         return dataclasses.replace(self, log_level=self.log_level.lower())
 
 
@@ -303,7 +359,7 @@ _POSITIVE = ("port", "http_retries", "image_size_cap", "limit_param_default", "a
              "max_header_count")
 #: Durations, in seconds.
 _SECONDS = ("upload_heartbeat_interval", "upload_stale_after", "write_retry_timeout",
-            "cleanup_interval", "keystone_timeout")
+            "cleanup_interval", "keystone_timeout", "web_download_timeout")
 #: The levels both `logging` and uvicorn know (uvicorn adds "trace").
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -361,6 +417,15 @@ def _check_policy(path: str) -> None:
         Policy(path)
     except PolicyFileError as exc:
         raise ConfigError(f"policy_file: {exc}".replace("\n", " ")) from exc
+
+
+def _check_import_filter(settings: Settings) -> None:
+    """The web-download lists can work (known schemes, real ports): the filter says which
+    setting is wrong."""
+    try:
+        settings.import_filter  # noqa: B018 (built for its checks)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _check_protections(settings: Settings) -> None:
@@ -471,9 +536,14 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        if kind in ("tuple[str, ...]",):
+        if kind in ("tuple[str, ...]", "tuple[int, ...]"):
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            texts = tuple(str(i).strip() for i in items if str(i).strip())
+            if kind == "tuple[int, ...]":
+                if any(isinstance(i, (bool, float)) for i in items):
+                    raise ValueError
+                return tuple(int(t) for t in texts)
+            return texts
         if isinstance(value, (bool, list, dict)):
             raise ValueError  # a TOML value that is no string
         return str(value)
@@ -525,7 +595,7 @@ def describe() -> str:
     for f in fields(Settings):
         default = f.default if f.default is not dataclasses.MISSING else ""
         if isinstance(default, tuple):
-            default = ",".join(default)
+            default = ",".join(str(d) for d in default)
         lines.append(f"  {f.name:<26} GLIMPSE_{f.name.upper():<28} {f.metadata.get('help', '')}"
                      f" [{default}]")
     return "\n".join(lines)

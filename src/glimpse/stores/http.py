@@ -128,8 +128,12 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:
             why = _refusal(address.split("%", 1)[0], self._allow_private)
             if why is not None:
-                raise InvalidKey(f"{host}: {why}, refused (allow_private_networks is off)")
+                raise self._refused(host, why)
         return addresses
+
+    def _refused(self, host: str, why: str) -> StoreError:
+        """The error for a host that resolves to a forbidden address (`why` says which)."""
+        return InvalidKey(f"{host}: {why}, refused (allow_private_networks is off)")
 
     # the signatures are httpcore's: `timeout` is its parameter, not ours
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
