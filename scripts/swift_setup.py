@@ -9,15 +9,30 @@
         ETC: copied from CACHE/<ports>/ when built before for that port layout, else built in
         this one process (no swift-ring-builder start-ups) and cached (the newest
         KEEP_LAYOUTS layouts are kept).
+    swift_setup.py keystone KEYSTONE_JSON DIR
+        For a Keystone-authenticated proxy: pick a free port for it and a random password for
+        its service user, and write DIR/keystone.env (shell assignments for its configuration).
+        No network: the proxy can start while `register` runs.
+    swift_setup.py register DIR
+        Register that proxy in the Keystone that KEYSTONE_JSON (of `scripts/keystone start`)
+        describes, as its admin: region `swift-<port>`, the endpoints (public, internal, admin)
+        of service `object-store` there at `http://127.0.0.1:<port>/v1/AUTH_$(project_id)s`,
+        project `swift-<port>` with user `swift-<port>-member` (role member: an operator role of
+        keystoneauth, random password), and user `swift-<port>-service` (role service on
+        project service: what authtoken validates tokens with). Writes DIR/keystone-swift.json
+        (the test account, for `wait`).
     swift_setup.py wait DIR TIMEOUT
-        Wait until the Swift started from DIR authenticates and stores an object; write
-        DIR/swift.json. Exit 1 as soon as one of its processes dies, or after TIMEOUT seconds.
+        Wait until the Swift started from DIR authenticates and stores an object (through the
+        Keystone proxy too, when DIR/keystone-swift.json exists); write DIR/swift.json. Exit 1
+        as soon as one of its processes dies, or after TIMEOUT seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -25,6 +40,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 NAMES = ("proxy", "account", "container", "object", "memcached")
 USER, KEY = "test:tester", "testing"
@@ -131,12 +147,170 @@ def _probe(proxy: str) -> str | None:
         return str(exc)
 
 
+def _keystone_api(keystone_json: str) -> tuple[Any, dict[str, Any]]:
+    """An admin session of scripts/keystone_accounts.py's client, and the Keystone's facts."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from keystone_accounts import Api
+
+    with open(keystone_json) as src:
+        facts: dict[str, Any] = json.load(src)
+    admin = facts["accounts"]["admin"]
+    api = Api(facts["url"])
+    api.login(admin["username"], admin["password"], admin["project_name"])
+    return api, facts
+
+
+def _user(api: Any, name: str, project_id: str, role_id: str, password: str) -> None:
+    """Make user `name` (or give it a new password) with `role_id` on `project_id`."""
+    found = api.find("users", name=name, domain_id="default")
+    if found:
+        user_id = found[0]["id"]
+        api.call("PATCH", f"/v3/users/{user_id}", {"user": {"password": password,
+                                                            "enabled": True}})
+    else:
+        body, _ = api.call("POST", "/v3/users", {"user": {
+            "name": name, "password": password, "domain_id": "default",
+            "default_project_id": project_id, "enabled": True}})
+        user_id = body["user"]["id"]
+    api.call("PUT", f"/v3/projects/{project_id}/users/{user_id}/roles/{role_id}")
+
+
+def keystone(keystone_json: str, folder: str) -> int:
+    with open(os.path.join(folder, "ports")) as src:
+        taken = {int(v) for k, v in (line.strip().split("=", 1) for line in src if "=" in line)
+                 if k.endswith("_port")}
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            break
+    with open(keystone_json) as src:
+        auth_url = json.load(src)["auth_url"]
+    with open(os.path.join(folder, "keystone.env"), "w") as out:
+        out.write(f"keystone_facts={keystone_json}\n"
+                  f"keystone_proxy_port={port}\n"
+                  f"keystone_auth_url={auth_url}\n"
+                  f"keystone_service_user=swift-{port}-service\n"
+                  f"keystone_service_password={secrets.token_urlsafe(18)}\n"
+                  f"keystone_service_project=service\n")
+    return 0
+
+
+def register(folder: str) -> int:
+    with open(os.path.join(folder, "keystone.env")) as src:
+        env = dict(line.strip().split("=", 1) for line in src if "=" in line)
+    try:
+        return _register(env["keystone_facts"], folder, int(env["keystone_proxy_port"]),
+                         env["keystone_service_password"])
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"swift: the Keystone of {env['keystone_facts']} cannot be reached: {exc}",
+              file=sys.stderr)
+        return 1
+
+
+def _register(keystone_json: str, folder: str, port: int, service_password: str) -> int:
+    api, facts = _keystone_api(keystone_json)
+    region = f"swift-{port}"
+    if not any(r["id"] == region for r in api.find("regions")):
+        api.call("POST", "/v3/regions", {"region": {
+            "id": region, "description": "a Glimpse test Swift"}})
+    services = api.find("services", type="object-store")
+    if services:
+        service_id = services[0]["id"]
+    else:
+        body, _ = api.call("POST", "/v3/services", {"service": {
+            "name": "swift", "type": "object-store", "enabled": True,
+            "description": "Glimpse test Swifts"}})
+        service_id = body["service"]["id"]
+    url = f"http://127.0.0.1:{port}/v1/AUTH_$(project_id)s"
+    existing = {e["interface"]: e["id"]
+                for e in api.find("endpoints", service_id=service_id, region_id=region)}
+    for interface in ("public", "internal", "admin"):
+        if interface in existing:
+            api.call("PATCH", f"/v3/endpoints/{existing[interface]}", {"endpoint": {"url": url}})
+        else:
+            api.call("POST", "/v3/endpoints", {"endpoint": {
+                "url": url, "interface": interface, "region_id": region,
+                "service_id": service_id, "enabled": True}})
+    project_name = f"swift-{port}"
+    found = api.find("projects", name=project_name, domain_id="default")
+    if found:
+        project_id = found[0]["id"]
+    else:
+        body, _ = api.call("POST", "/v3/projects", {"project": {
+            "name": project_name, "domain_id": "default", "enabled": True,
+            "description": "a Glimpse test Swift's account"}})
+        project_id = body["project"]["id"]
+    roles = {r["name"]: r["id"] for r in api.find("roles")}
+    user, password = f"swift-{port}-member", secrets.token_urlsafe(18)
+    _user(api, user, project_id, roles["member"], password)
+    _user(api, f"swift-{port}-service", facts["projects"]["service"], roles["service"],
+          service_password)
+    account = {
+        "proxy_url": f"http://127.0.0.1:{port}",
+        "auth_url": facts["auth_url"],
+        "auth_version": "3",
+        "user": user,
+        "key": password,
+        "project_name": project_name,
+        "project_id": project_id,
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+        "region_name": region,
+        "storage_url": f"http://127.0.0.1:{port}/v1/AUTH_{project_id}",
+        "port": port,
+    }
+    with open(os.path.join(folder, "keystone-swift.json"), "w") as out:
+        json.dump(account, out, indent=2)
+    return 0
+
+
+def _probe_keystone(account: dict[str, Any]) -> str | None:
+    """None once a Keystone token stores an object through the Keystone proxy, else what
+    failed (the storage URL must come from the catalog, in the proxy's region)."""
+    body = json.dumps({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": account["user"], "password": account["key"],
+            "domain": {"name": account["user_domain_name"]}}}},
+        "scope": {"project": {"name": account["project_name"],
+                              "domain": {"name": account["project_domain_name"]}}}}}).encode()
+    try:
+        login = urllib.request.Request(f"{account['auth_url']}/auth/tokens", data=body,
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=10) as response:
+            token = response.headers["X-Subject-Token"]
+            catalog = json.load(response)["token"]["catalog"]
+        urls = [e["url"] for s in catalog if s["type"] == "object-store"
+                for e in s["endpoints"]
+                if e["interface"] == "public" and e["region_id"] == account["region_name"]]
+        if urls != [account["storage_url"]]:
+            return f"the catalog's object-store endpoints in the region: {urls}"
+        storage = urls[0]
+        for method, path, data in (("PUT", "/glimpse-probe", None),
+                                   ("PUT", "/glimpse-probe/probe", b"probe"),
+                                   ("DELETE", "/glimpse-probe/probe", None)):
+            request = urllib.request.Request(f"{storage}{path}", data=data, method=method,
+                                             headers={"X-Auth-Token": token})
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        return None
+    except urllib.error.HTTPError as exc:
+        return f"{exc.url}: {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+        return str(exc)
+
+
 def wait(folder: str, timeout: str) -> int:
     with open(os.path.join(folder, "ports")) as src:
         layout = dict(line.strip().split("=", 1) for line in src if "=" in line)
     proxy = f"http://127.0.0.1:{layout['proxy_port']}"
+    account: dict[str, Any] | None = None
+    with contextlib.suppress(FileNotFoundError), \
+            open(os.path.join(folder, "keystone-swift.json")) as src:
+        account = json.load(src)
     pids = {}
-    for name in NAMES:
+    for name in (*NAMES, "proxy-keystone") if account else NAMES:
         with open(os.path.join(folder, "pids", name)) as src:
             pids[name] = int(src.read())
     deadline = time.monotonic() + float(timeout)
@@ -147,7 +321,7 @@ def wait(folder: str, timeout: str) -> int:
                 print(f"swift: the {name} process ({pid}) exited during start-up",
                       file=sys.stderr)
                 return 1
-        problem = _probe(proxy) or ""
+        problem = _probe(proxy) or (_probe_keystone(account) if account else None) or ""
         if not problem:
             break
         time.sleep(0.2)
@@ -169,6 +343,9 @@ def wait(folder: str, timeout: str) -> int:
         "pids": pids,
         "dir": folder,
     }
+    if account:
+        facts["keystone"] = {**account, "pid": pids["proxy-keystone"]}
+        facts["ports"]["proxy-keystone"] = account["port"]
     tmp = os.path.join(folder, "swift.json.tmp")
     with open(tmp, "w") as out:
         json.dump(facts, out, indent=2)
@@ -182,6 +359,10 @@ def main(argv: list[str]) -> int:
             return ports(cache)
         case ["rings", etc, layout, account, container, object_, cache]:
             return rings(etc, layout, account, container, object_, cache)
+        case ["keystone", keystone_json, folder]:
+            return keystone(keystone_json, folder)
+        case ["register", folder]:
+            return register(folder)
         case ["wait", folder, timeout]:
             return wait(folder, timeout)
     print(__doc__, file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from glimpse.stores.base import Store
 from glimpse.stores.filesystem import FilesystemDriver
 from glimpse.stores.s3 import S3Driver
 from glimpse.stores.swift import SwiftDriver
+from tests.keystone import start_keystone
 from tests.stores import s3_server, swift_server
 
 
@@ -29,6 +31,41 @@ def swift_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield facts
     finally:
         swift_server.stop_swift(folder)
+
+
+@pytest.fixture(scope="session")
+def swift_keystone_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The Keystone-authenticated proxy of a real Swift (the `"keystone"` facts of swift.json).
+
+    A Swift that `GLIMPSE_TEST_SWIFT` names must have been started with `--keystone` (as
+    scripts/test does): else the tests fail, rather than Keystone v3 going untested. Without
+    `GLIMPSE_TEST_SWIFT`: a Swift of the session's own, on the Keystone `GLIMPSE_TEST_KEYSTONE`
+    names, else on one of its own too."""
+    reused = swift_server.reused_facts()
+    if reused is not None:
+        if "keystone" not in reused:
+            pytest.fail(f"{swift_server.ENV} names a Swift without the Keystone proxy: start it "
+                        f"with `scripts/swift start DIR --keystone KEYSTONE_JSON`")
+        yield reused["keystone"]
+        return
+    keystone = None
+    shared = os.environ.get("GLIMPSE_TEST_KEYSTONE")
+    if shared:
+        keystone_json = Path(shared)
+    else:
+        keystone = start_keystone(tmp_path_factory.mktemp("keystone"))
+        assert keystone.facts_path is not None
+        keystone_json = keystone.facts_path
+    folder = tmp_path_factory.mktemp("swift-keystone")
+    try:
+        facts = swift_server.start_swift(folder, "--keystone", str(keystone_json))
+        try:
+            yield facts["keystone"]
+        finally:
+            swift_server.stop_swift(folder)
+    finally:
+        if keystone is not None:
+            keystone.stop()
 
 
 @pytest.fixture
@@ -76,7 +113,7 @@ async def s3_swift_store(swift_facts: dict[str, Any]) -> AsyncIterator[Store]:
         yield store
 
 
-@pytest.fixture(params=["filesystem", "swift", "s3-moto", "s3-swift"])
+@pytest.fixture(params=["filesystem", "swift", "swift-keystone", "s3-moto", "s3-swift"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "filesystem":
         yield Store("file", FilesystemDriver(tmp_path / "objects"))
@@ -84,6 +121,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         driver = swift_server.driver(request.getfixturevalue("swift_facts"))
         request.getfixturevalue("swift_drivers").append(driver)
         yield Store("swift", driver)
+    elif request.param == "swift-keystone":
+        driver = swift_server.keystone_driver(request.getfixturevalue("swift_keystone_facts"))
+        request.getfixturevalue("swift_drivers").append(driver)
+        yield Store("swift-keystone", driver)
     elif request.param == "s3-moto":
         yield request.getfixturevalue("s3_moto_store")
     elif request.param == "s3-swift":

@@ -3,6 +3,10 @@
 `swift_facts(dir)` starts one in `dir` (a few seconds warm; see docs/stores.md, "Testing") and
 returns what `scripts/swift start` wrote in `dir/swift.json`; `stop_swift(dir)` stops it.
 `GLIMPSE_TEST_SWIFT`, the path of a swift.json, names one to reuse instead.
+
+`start_swift(dir, "--keystone", keystone_json)` also starts the Keystone-authenticated proxy:
+its facts (Keystone v3 account, region, proxy) are under `"keystone"` in swift.json, and
+`keystone_driver` makes drivers for it.
 """
 
 from __future__ import annotations
@@ -48,3 +52,15 @@ def driver(facts: dict[str, Any], **options: Any) -> SwiftDriver:
     settings: dict[str, Any] = {"container": f"t-{uuid.uuid4().hex[:12]}", **options}
     return SwiftDriver(SwiftOptions(auth_url=facts["auth_url"], user=facts["user"],
                                     key=facts["key"], **settings))
+
+
+def keystone_driver(account: dict[str, Any], **options: Any) -> SwiftDriver:
+    """A Keystone v3 driver (auth_version "3") for the Keystone proxy that `account` (the
+    `"keystone"` facts of swift.json) describes, on its own fresh container."""
+    login = {name: options.pop(name, account[name]) for name in ("auth_url", "user", "key")}
+    settings: dict[str, Any] = {
+        "auth_version": "3", "project_name": account["project_name"],
+        "user_domain_name": account["user_domain_name"],
+        "project_domain_name": account["project_domain_name"],
+        "region_name": account["region_name"], **options}
+    return driver(login, **settings)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 
 from glimpse.stores.base import Store
 from glimpse.stores.errors import ObjectExists, ObjectNotFound, StoreFull, StoreUnavailable
-from glimpse.stores.swift import SwiftDriver, SwiftOptions, SwiftWriter
+from glimpse.stores.swift import TOKEN_MARGIN, SwiftDriver, SwiftOptions, SwiftWriter
 from tests.stores import swift_server
 
 pytestmark = pytest.mark.anyio
@@ -324,3 +326,148 @@ async def test_swift_going_away_mid_upload_is_store_unavailable(
         await finish()
     with pytest.raises(StoreUnavailable):
         await writer.abort()  # the segments cannot be removed while Swift is away
+
+
+# -- Keystone v3 (auth_version "3") against the Keystone-authenticated proxy ------------------
+
+
+@pytest.fixture
+def make_keystone_driver(swift_keystone_facts: dict[str, Any],
+                         swift_drivers: list[SwiftDriver]) -> Callable[..., SwiftDriver]:
+    """Keystone v3 drivers on fresh containers (options override the account's), closed after
+    the test."""
+    def make(**options: Any) -> SwiftDriver:
+        made = swift_server.keystone_driver(swift_keystone_facts, **options)
+        swift_drivers.append(made)
+        return made
+
+    return make
+
+
+async def keystone_token(ks: dict[str, Any]) -> str:
+    """A token for the test account, straight from Keystone."""
+    body = {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": ks["user"], "password": ks["key"],
+            "domain": {"name": ks["user_domain_name"]}}}},
+        "scope": {"project": {"id": ks["project_id"]}}}}
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(f"{ks['auth_url']}/auth/tokens", json=body)
+    assert response.status_code == 201, response.text
+    return response.headers["x-subject-token"]
+
+
+async def test_keystone_login_finds_the_endpoint_in_the_catalog(
+        swift_keystone_facts: dict[str, Any],
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    ks = swift_keystone_facts
+    driver = make_keystone_driver()
+    store = Store("swift-keystone", driver)
+    await store.check()
+    await put(store, "where", b"in the project's account")
+    # The object is in the account of the project (AUTH_<project id>), through the Keystone
+    # proxy: the URL Keystone's catalog gives for this region, with $(project_id)s filled in.
+    async with httpx.AsyncClient(timeout=60) as client:
+        direct = await client.get(f"{ks['storage_url']}/{driver.options.container}/where",
+                                  headers={"X-Auth-Token": await keystone_token(ks)})
+        assert direct.status_code == 200
+        assert direct.content == b"in the project's account"
+        # and that proxy wants a Keystone token: tempauth's are nothing to it
+        anonymous = await client.get(f"{ks['storage_url']}/{driver.options.container}/where")
+        assert anonymous.status_code == 401
+    internal = make_keystone_driver(interface="internal", container=driver.options.container)
+    assert await get(Store("swift-keystone", internal), "where") == b"in the project's account"
+    nowhere = make_keystone_driver(region_name="nowhere")
+    with pytest.raises(StoreUnavailable, match="no object-store endpoint") as missing:
+        await Store("swift-keystone", nowhere).check()
+    assert missing.value.store_id == "swift-keystone"
+
+
+async def test_keystone_bad_password_fails_the_check(
+        swift_keystone_facts: dict[str, Any],
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    ks = swift_keystone_facts
+    for wrong in ({"key": "wrong"}, {"project_name": "no-such-project"},
+                  {"user_domain_name": "no-such-domain"}):
+        store = Store("swift-keystone", make_keystone_driver(**wrong))
+        with pytest.raises(StoreUnavailable, match="refused") as refused:
+            await store.check()
+        assert refused.value.store_id == "swift-keystone"
+        assert ks["auth_url"] in str(refused.value)
+        assert repr(ks["user"]) in str(refused.value)
+        with pytest.raises(StoreUnavailable, match="refused"):
+            await store.stat("anything")  # and so is every later call, not a crash
+
+
+async def test_keystone_unreachable_is_store_unavailable(
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = Store("swift-keystone", make_keystone_driver(auth_url=f"http://127.0.0.1:{port}/v3"))
+    with pytest.raises(StoreUnavailable, match="failed") as failed:
+        await store.check()
+    assert failed.value.store_id == "swift-keystone"
+
+
+async def test_a_revoked_keystone_token_is_renewed(
+        swift_keystone_facts: dict[str, Any],
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    ks = swift_keystone_facts
+    driver = make_keystone_driver()
+    store = Store("swift-keystone", driver)
+    await put(store, "before", b"1")
+    assert driver._session is not None
+    old = driver._session.token
+    async with httpx.AsyncClient(timeout=60) as client:
+        revoked = await client.delete(f"{ks['auth_url']}/auth/tokens",
+                                      headers={"X-Auth-Token": old, "X-Subject-Token": old})
+        assert revoked.status_code == 204
+        # the proxy refuses it now (it caches no tokens): the driver meets a real 401
+        refused = await client.head(f"{ks['storage_url']}/{driver.options.container}",
+                                    headers={"X-Auth-Token": old})
+        assert refused.status_code == 401
+    assert await get(store, "before") == b"1"
+    assert driver._session.token != old
+    await put(store, "after", b"2")
+    assert await get(store, "after") == b"2"
+
+
+async def test_a_keystone_token_is_renewed_before_it_expires(
+        swift_keystone_facts: dict[str, Any],
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    ks = swift_keystone_facts
+    driver = make_keystone_driver()
+    store = Store("swift-keystone", driver)
+    await put(store, "kept", b"k")
+    session = driver._session
+    assert session is not None
+    # The driver's deadline is the token's own expiry, as Keystone states it.
+    async with httpx.AsyncClient(timeout=60) as client:
+        shown = await client.get(f"{ks['auth_url']}/auth/tokens", headers={
+            "X-Auth-Token": session.token, "X-Subject-Token": session.token})
+    assert shown.status_code == 200
+    expires_at = datetime.fromisoformat(shown.json()["token"]["expires_at"].replace("Z",
+                                                                                    "+00:00"))
+    left = expires_at.timestamp() - time.time()
+    assert abs((session.expires - time.monotonic()) - left) < 30
+    # Within TOKEN_MARGIN of that deadline, the next call logs in again first (no 401 needed:
+    # the old token still works, and the proxy would take it).
+    session.expires = time.monotonic() + TOKEN_MARGIN - 1
+    assert await get(store, "kept") == b"k"
+    assert driver._session is not None and driver._session is not session
+    assert driver._session.token != session.token
+    assert driver._session.expires - time.monotonic() > TOKEN_MARGIN
+
+
+async def test_a_keystone_that_never_answers_times_out(
+        make_keystone_driver: Callable[..., SwiftDriver]) -> None:
+    with socket.socket() as silent:  # takes connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        driver = make_keystone_driver(auth_url=f"http://127.0.0.1:{port}/v3", timeout=1.0)
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="failed"):
+            await Store("swift-keystone", driver).check()
+    assert time.monotonic() - began < 30

@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -151,6 +152,9 @@ class S3Writer:
         # The part being filled (holds one slot). A BytesIO, not a bytearray: aiohttp streams a
         # BytesIO in small pieces, but copies a bytes-like body whole (twice, on Python 3.11).
         self._buf: io.BytesIO | None = None
+        # Buffers of parts already sent, reused for the next parts: no reallocation while a
+        # buffer fills, no fresh pages per part (at most `in_flight` buffers ever exist).
+        self._spare: list[io.BytesIO] = []
         self._upload_id: str | None = None
         self._etags: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -187,7 +191,7 @@ class S3Writer:
             while view:
                 if self._buf is None:
                     await self._slots.acquire()
-                    self._buf = io.BytesIO()
+                    self._buf = self._new_buffer()
                     self._raise_failure()
                 if self._buf.tell() >= self._limit():  # full, and more is coming
                     if self._upload_id is None:
@@ -201,6 +205,18 @@ class S3Writer:
                 if self._upload_id is not None and self._buf.tell() >= self._limit():
                     self._flush()  # eagerly: parts go out while the caller writes on
         self._raise_failure()
+
+    def _new_buffer(self) -> io.BytesIO:
+        """A spare buffer, or a new one: sized to a whole part at once once the object is known
+        to be multipart (growing a BytesIO by small writes copies it over and over)."""
+        if self._spare:
+            return self._spare.pop()
+        buf = io.BytesIO()
+        if self._upload_id is not None:
+            buf.seek(self._limit() - 1)
+            buf.write(b"\0")
+            buf.seek(0)
+        return buf
 
     async def _begin_multipart(self) -> None:
         s3 = await self._driver.client()
@@ -218,6 +234,7 @@ class S3Writer:
                 f"write {self._key!r}: the object needs more than {self._driver.max_parts} parts "
                 f"of {self._part_size} bytes (declare its size to get larger parts)")
         body, self._buf = self._buf, None
+        body.truncate()  # a reused or pre-sized buffer may be longer than this part
         self._next_part += 1
         task = asyncio.ensure_future(self._upload_part(number, self._upload_id, body))
         self._tasks.add(task)
@@ -225,18 +242,24 @@ class S3Writer:
 
     async def _upload_part(self, number: int, upload_id: str, body: io.BytesIO) -> None:
         body.seek(0)
+        kept = False
         try:
             s3 = await self._driver.client()
             sent = await s3.upload_part(Bucket=self._driver.bucket, Key=self._key,
                                         UploadId=upload_id, PartNumber=number, Body=body)
             self._etags[number] = str(sent["ETag"])
+            if not self._finished:
+                body.seek(0)
+                self._spare.append(body)  # the next part fills it in place
+                kept = True
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # reported by the next write or the commit
             if self._error is None:
                 self._error = exc
         finally:
-            body.close()  # frees the part now, whoever still holds the object
+            if not kept:
+                body.close()  # frees the part now, whoever still holds the object
             self._slots.release()
 
     async def commit(self) -> Stored:
@@ -252,6 +275,7 @@ class S3Writer:
             raise
         self._finished = True
         self._buf = None
+        self._spare.clear()
         return Stored(self._size, version)
 
     async def _put(self) -> str | None:
@@ -308,6 +332,7 @@ class S3Writer:
             return
         self._finished = True
         self._buf = None
+        self._spare.clear()
         with CancelScope(shield=True):
             tasks = list(self._tasks)
             for task in tasks:
@@ -392,6 +417,14 @@ class S3Driver:
     configuration gives them)."""
 
     capabilities = Capabilities(read=True, write=True, ranged_read=True)
+
+    @property
+    def url_prefix(self) -> str:
+        """Location URLs of this store: `s3[+https]://<endpoint host>/<bucket>/<key>`, no
+        credentials in them (unlike Glance's)."""
+        endpoint = urlsplit(self.endpoint_url or "https://s3.amazonaws.com")
+        scheme = "s3+https" if endpoint.scheme == "https" else "s3"
+        return f"{scheme}://{endpoint.netloc}/{self.bucket}/"
 
     def __init__(self, options: S3Options | None = None, **settings: Any) -> None:
         if options is None:
