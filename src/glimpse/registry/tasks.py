@@ -27,6 +27,14 @@ def _naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def _lease_end(now: datetime, lease: timedelta) -> datetime:
+    """When a lease taken at `now` ends, naive UTC, rounded up to a whole second: MariaDB keeps
+    DATETIME to the second (truncating), which would end a short lease up to a second early,
+    before its next heartbeat, and let a sweep claim a task that is still running."""
+    end = now + lease if now.tzinfo is None else _naive(now + lease)
+    return end if end.microsecond == 0 else end.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
 
@@ -50,7 +58,7 @@ def insert_tasks(conn: Connection, new: Iterable[Task], now: datetime, lease: ti
          "result": None if t.result is None else json.dumps(t.result),
          "request_id": t.request_id, "user_id": t.user_id, "created_at": _naive(now),
          "updated_at": _naive(now), "attempts": t.attempts,
-         "due_at": None if t.finished else _naive(now + lease)}
+         "due_at": None if t.finished else _lease_end(now, lease)}
         for t in new
     ]
     if rows:
@@ -129,7 +137,7 @@ class SqlTaskRepository(SqlComponent):
             with self._write() as conn:
                 taken = conn.execute(
                     update(tasks).where(tasks.c.id == task.id, tasks.c.due_at == row.due_at)
-                    .values(due_at=now + self.lease, attempts=task.attempts + 1,
+                    .values(due_at=_lease_end(now, self.lease), attempts=task.attempts + 1,
                             status=TaskStatus.PROCESSING.value, updated_at=now)
                 ).rowcount
             if taken == 1:
@@ -144,7 +152,7 @@ class SqlTaskRepository(SqlComponent):
             return bool(conn.execute(
                 update(tasks).where(tasks.c.id == task.id, tasks.c.status.in_(_OPEN),
                                     tasks.c.attempts == task.attempts)
-                .values(due_at=now + self.lease, status=TaskStatus.PROCESSING.value,
+                .values(due_at=_lease_end(now, self.lease), status=TaskStatus.PROCESSING.value,
                         updated_at=now)
             ).rowcount)
 

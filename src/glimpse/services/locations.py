@@ -26,17 +26,25 @@ from typing import Any
 from anyio import to_thread
 
 from glimpse.domain.context import RequestContext
-from glimpse.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from glimpse.domain.images import Claimed, Digest, Image, Location, LocationStatus
+from glimpse.domain.errors import Conflict, Forbidden, Invalid, NotFound, RefusedData, TooLarge
+from glimpse.domain.images import (
+    Claimed,
+    Digest,
+    Image,
+    ImageStatus,
+    Location,
+    LocationStatus,
+)
 from glimpse.domain.members import MemberStatus
 from glimpse.domain.ports import ImageRepository, MemberRepository
 from glimpse.domain.tasks import Task
 from glimpse.services import patch
+from glimpse.services.inspection import FormatInspection, InspectionSettings
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
+from glimpse.services.pipeline import Bounds, Hasher, stream
 from glimpse.services.policy import Policy
 from glimpse.services.tasks import TaskFailed
-from glimpse.services.uploads import BUFFER_SIZE, Hasher
 from glimpse.stores.base import Store
 from glimpse.stores.errors import InvalidKey, ObjectNotFound, StoreError
 
@@ -216,9 +224,14 @@ class LocationService:
         if checksum is not None and not (isinstance(checksum, str) and len(checksum) == 32
                                          and _HEX.fullmatch(checksum)):
             raise Invalid("validation_data checksum must be 32 hexadecimal digits (MD5).")
-        return self._claimed(data.get("os_hash_algo"), data.get("os_hash_value"), checksum)
+        # the length of the value is checked only if it is taken (`apply`): against an active
+        # image's hashes, a value of another algorithm's length is a mismatch (409), as Tempest
+        # expects of Glance
+        return self._claimed(data.get("os_hash_algo"), data.get("os_hash_value"), checksum,
+                             exact=False)
 
-    def _claimed(self, algo: Any, value: Any, checksum: str | None = None) -> Claimed:
+    def _claimed(self, algo: Any, value: Any, checksum: str | None = None,
+                 exact: bool = True) -> Claimed:
         if value is not None and algo is None:
             raise Invalid("validation_data with os_hash_value needs os_hash_algo.")
         if algo is not None:
@@ -227,11 +240,14 @@ class LocationService:
                               f"{', '.join(sorted(ALGORITHMS))}.")
             if value is None:
                 raise Invalid("validation_data with os_hash_algo needs os_hash_value.")
-            if not (isinstance(value, str) and len(value) == ALGORITHMS[algo]
-                    and _HEX.fullmatch(value)):
-                raise Invalid(f"validation_data os_hash_value must be {ALGORITHMS[algo]} "
-                              f"hexadecimal digits for {algo}.")
-        return Claimed(checksum, algo, value)
+            longest = max(ALGORITHMS.values())
+            if not (isinstance(value, str) and _HEX.fullmatch(value) and len(value) <= longest):
+                raise Invalid(f"validation_data os_hash_value must be at most {longest} "
+                              "hexadecimal digits.")
+        claimed = Claimed(checksum, algo, value)
+        if exact:
+            _check_length(claimed)
+        return claimed
 
     def apply(self, image: Image, resolved: Iterable[_Resolved], ctx: RequestContext,
               member: MemberStatus | None) -> list[Location]:
@@ -251,6 +267,8 @@ class LocationService:
             position = None
             if change.op == "add":
                 position = _position(change.path, len(image.locations), insert=True)
+            if item.claimed is not None and image.status == ImageStatus.QUEUED:
+                _check_length(item.claimed)  # the image takes these hashes
             for i, (location, size) in enumerate(zip(item.locations, item.sizes, strict=True)):
                 image.add_location(location, None if position is None else position + i, size,
                                    item.claimed, self._settings.location_quota)
@@ -307,11 +325,15 @@ class LocationImport:
     the hashes match what the client said (`validation_data`); else give it back to queued."""
 
     def __init__(self, repo: ImageRepository, mutate: Mutator, stores: dict[str, Store],
-                 settings: LocationSettings) -> None:
+                 settings: LocationSettings,
+                 inspection: InspectionSettings | None = None,
+                 size_cap: int = 1024**4) -> None:
         self._repo = repo
         self._mutate = mutate
         self._stores = stores
         self._settings = settings
+        self._inspection = inspection or InspectionSettings()
+        self._size_cap = size_cap
 
     @staticmethod
     def _location(task: Task) -> Location:
@@ -323,13 +345,20 @@ class LocationImport:
         store = self._stores.get(location.store)
         if store is None:
             raise TaskFailed(f"Store {location.store!r} is not configured on this server.")
+        try:
+            image = await self._repo.get(task.image_id)
+        except NotFound as exc:
+            raise TaskFailed("The image was deleted.") from exc
         expected_algo = task.input.get("os_hash_algo")
         algo = str(expected_algo or self._settings.hashing_algorithm)
         digest: Digest | None = None
         for attempt in range(1, max(1, self._settings.http_retries) + 1):
             try:
-                digest = await self._hash(store, location.key, algo)
+                digest = await self._hash(store, location.key, algo, image)
                 break
+            except (RefusedData, TooLarge) as exc:
+                raise TaskFailed(f"The data at the location was refused: {exc.message}") \
+                    from exc
             except ObjectNotFound as exc:
                 raise TaskFailed(f"No data at the location: {exc.message}") from exc
             except StoreError as exc:
@@ -354,25 +383,19 @@ class LocationImport:
             raise TaskFailed(f"The image can no longer be activated: {exc}") from exc
         return {"image_id": task.image_id}
 
-    async def _hash(self, store: Store, key: str, algo: str) -> Digest:
+    async def _hash(self, store: Store, key: str, algo: str, image: Image) -> Digest:
+        """Stream the location's data through the pipeline: hashed and inspected."""
         md5, other = Hasher("md5"), Hasher(algo)
+        inspection = FormatInspection(image.disk_format, image.container_format,
+                                      self._inspection)
         reader = await store.open_reader(key)
-        size = 0
-        batch: list[bytes] = []
-        held = 0
         try:
-            async for chunk in reader.chunks():
-                batch.append(chunk)
-                held += len(chunk)
-                size += len(chunk)
-                if held >= BUFFER_SIZE:
-                    await to_thread.run_sync(_update, (md5, other), batch)
-                    batch, held = [], 0
-            if batch:
-                await to_thread.run_sync(_update, (md5, other), batch)
+            size = await stream(reader.chunks(), [md5, other, inspection], None,
+                                Bounds(self._size_cap))
         finally:
             await reader.aclose()
-        return Digest(size, md5.hexdigest(), algo, other.hexdigest())
+        inspected = await to_thread.run_sync(inspection.finish)
+        return Digest(size, md5.hexdigest(), algo, other.hexdigest(), inspected.virtual_size)
 
     async def failed(self, task: Task, message: str) -> None:
         if task.image_id is None:
@@ -386,9 +409,11 @@ class LocationImport:
             await self._mutate(task.image_id, change)
 
 
-def _update(hashers: tuple[Hasher, Hasher], chunks: list[bytes]) -> None:
-    for hasher in hashers:
-        hasher.update(chunks)
+def _check_length(claimed: Claimed) -> None:
+    algo, value = claimed.hash_algo, claimed.hash_value
+    if algo is not None and value is not None and len(value) != ALGORITHMS[algo]:
+        raise Invalid(f"validation_data os_hash_value must be {ALGORITHMS[algo]} hexadecimal "
+                      f"digits for {algo}.")
 
 
 def _position(path: str, length: int, insert: bool = False) -> int:
@@ -404,6 +429,15 @@ def _position(path: str, length: int, insert: bool = False) -> int:
 
 
 def _shown(url: str) -> str:
+    """The URL for messages: without credentials (`user:pass@`) or query (signed URLs carry
+    tokens there), at most 120 characters."""
+    url = url.split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            authority = "***@" + authority.rsplit("@", 1)[1]
+        url = f"{scheme}{sep}{authority}{slash}{path}"
     return url if len(url) <= 120 else url[:117] + "..."
 
 

@@ -3,6 +3,8 @@ tasks of an image (2.12) and the admin tasks API (`GET /v2/tasks`, `GET /v2/task
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -93,7 +95,8 @@ async def tasks_index(request: Request) -> Response:
     document: dict[str, object] = {"tasks": [task_document(t) for t in tasks],
                                    "first": "/v2/tasks", "schema": "/v2/schemas/tasks"}
     if tasks and len(tasks) == limit:
-        document["next"] = f"/v2/tasks?marker={tasks[-1].id}"
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+        document["next"] = "/v2/tasks?" + urlencode([*kept, ("marker", tasks[-1].id)])
     return json_response(document)
 
 
