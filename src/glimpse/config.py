@@ -157,6 +157,13 @@ class Settings:
         metadata={"help": "format of property_protection_file: roles (policies is not "
                           "supported)"},
     )
+    require_image_format_match: bool = field(
+        default=True, metadata={"help": "inspect image data on every ingest path and refuse "
+                                        "data that is not its disk_format or is unsafe "
+                                        "(docs/image-safety.md)"})
+    vmdk_allowed_types: tuple[str, ...] = field(
+        default=("streamOptimized", "monolithicSparse"),
+        metadata={"help": "VMDK create types accepted (comma-separated)"})
     signature_certificates_dir: str = field(
         default="",
         metadata={"help": "folder of PEM certificates named <uuid>.pem that signed images "

@@ -218,13 +218,13 @@ def test_image_create_without_tty_prints_table(cli: GlanceCli, tmp_path: Path) -
     data = os.urandom(MIB + 5)
     path = tmp_path / "upload.raw"
     path.write_bytes(data)
-    result = cli.run("image-create", "--name", f"cli-plain-{_uid()}", "--disk-format", "qcow2",
+    result = cli.run("image-create", "--name", f"cli-plain-{_uid()}", "--disk-format", "raw",
                      "--container-format", "bare", "--visibility", "private",
                      "--file", str(path), "--progress")
     assert "\r[" not in result.stdout  # no tty, no bar
     shown = property_table(result.stdout)
     assert shown["status"] == "active"
-    assert shown["disk_format"] == "qcow2"
+    assert shown["disk_format"] == "raw"
     assert shown["visibility"] == "private"
     assert shown["os_hash_value"] == hashlib.sha512(data).hexdigest()
 

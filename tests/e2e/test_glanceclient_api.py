@@ -72,13 +72,13 @@ def test_create_with_properties_then_upload_from_file(gc: Any, tmp_path: Path) -
     name = f"gc-create-{_uid()}"
 
     image = gc.images.create(
-        name=name, disk_format="qcow2", container_format="bare", min_ram=512, min_disk=2,
+        name=name, disk_format="raw", container_format="bare", min_ram=512, min_disk=2,
         visibility="private", os_distro="cirros", glimpse_e2e_color="red",
         tags=["first", "second"],
     )
     assert image.status == "queued"
     assert image.name == name
-    assert image.disk_format == "qcow2"
+    assert image.disk_format == "raw"
     assert image.container_format == "bare"
     assert image.min_ram == 512
     assert image.min_disk == 2

@@ -91,7 +91,7 @@ def test_create_image_from_file_validates_checksum(
     name = f"sdk-file-{_uid()}"
 
     created = conn.image.create_image(
-        name=name, filename=str(path), disk_format="qcow2", container_format="bare",
+        name=name, filename=str(path), disk_format="raw", container_format="bare",
         validate_checksum=True, allow_duplicates=True, tags=["sdk", "file"],
         visibility="private", min_ram=128, os_distro="fedora", glimpse_e2e_origin="sdk",
     )
@@ -102,7 +102,7 @@ def test_create_image_from_file_validates_checksum(
     assert image.checksum == hashlib.md5(data).hexdigest()
     assert image.hash_algo == "sha512"
     assert image.hash_value == hashlib.sha512(data).hexdigest()
-    assert image.disk_format == "qcow2"
+    assert image.disk_format == "raw"
     assert image.container_format == "bare"
     assert image.visibility == "private"
     assert image.min_ram == 128

@@ -27,6 +27,7 @@ from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
+from glimpse.services.inspection import InspectionSettings
 from glimpse.services.locations import (
     TASK_TYPE as LOCATION_IMPORT,
 )
@@ -41,6 +42,7 @@ from glimpse.services.policy import Policy
 from glimpse.services.protections import UNPROTECTED, PropertyRules
 from glimpse.services.quotas import ConfiguredLimits, QuotaService, QuotaSource
 from glimpse.services.schemas import Schemas
+from glimpse.services.signature import CertificateStore
 from glimpse.services.tasks import TaskRunner, TaskService
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores import catalog
@@ -67,12 +69,16 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         default_page=settings.limit_param_default,
         max_page=settings.api_limit_max,
     )
+    inspection = InspectionSettings(enabled=settings.require_image_format_match,
+                                    vmdk_allowed_types=settings.vmdk_allowed_types)
     upload_settings = UploadSettings(
         store_id=settings.upload_store,
         hashing_algorithm=settings.hashing_algorithm,
         size_cap=settings.image_size_cap,
         heartbeat_interval=settings.upload_heartbeat_interval,
         stale_after=settings.upload_stale_after,
+        inspection=inspection,
+        certificates=CertificateStore(settings.signature_certificates_dir),
     )
     cleanup = Cleanup(jobs, stores, interval=settings.cleanup_interval)
     usage = SqlUsage(engine)
@@ -107,7 +113,8 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         multistore=bool(settings.stores),
     )
     location_service = LocationService(repo, members, mutate, policy, stores, location_settings)
-    runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings))
+    runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings,
+                                                    inspection, settings.image_size_cap))
     built = Services(
         settings=settings,
         schemas=schemas_,

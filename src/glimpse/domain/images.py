@@ -98,6 +98,8 @@ class Digest:
     checksum: str
     hash_algo: str
     hash_value: str
+    #: What the format inspector found the disk's size to be, when it could tell.
+    virtual_size: int | None = None
 
 
 @dataclass
@@ -156,10 +158,7 @@ class Image:
         """saving → active with the measured digest; only the upload that holds the claim may."""
         self._check_claim(upload_id)
         self._move(ImageStatus.ACTIVE)
-        self.size = digest.size
-        self.checksum = digest.checksum
-        self.os_hash_algo = digest.hash_algo
-        self.os_hash_value = digest.hash_value
+        self._take_digest(digest)
         self.locations = [location]
         self.upload_id = None
 
@@ -310,10 +309,7 @@ class Image:
         """importing → active once the pending `location`'s data was hashed as `digest`."""
         index = self._pending_index(location)
         self._move(ImageStatus.ACTIVE)
-        self.size = digest.size
-        self.checksum = digest.checksum
-        self.os_hash_algo = digest.hash_algo
-        self.os_hash_value = digest.hash_value
+        self._take_digest(digest)
         done = self.locations[index]
         self.locations[index] = Location(done.store, done.key, LocationStatus.ACTIVE,
                                          done.metadata)
@@ -327,6 +323,13 @@ class Image:
         failed = self.locations[index]
         self.locations[index] = Location(failed.store, failed.key, LocationStatus.FAILED,
                                          failed.metadata)
+
+    def _take_digest(self, digest: Digest) -> None:
+        self.size = digest.size
+        self.checksum = digest.checksum
+        self.os_hash_algo = digest.hash_algo
+        self.os_hash_value = digest.hash_value
+        self.virtual_size = digest.virtual_size
 
     def _pending_index(self, location: Location) -> int:
         for i, loc in enumerate(self.locations):

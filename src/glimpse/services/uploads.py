@@ -1,12 +1,10 @@
-"""Uploading image data: one streaming pipeline for every store, and the reaper of dead uploads.
+"""Uploading image data: the streaming pipeline into a store, and the reaper of dead uploads.
 
-The pipeline counts bytes, enforces the size cap, the declared size and the bytes the owner's
-project has left of `image_size_total` (`services.quotas`), and computes the MD5
-`checksum` and the `os_hash_value` — each hash in its own worker thread, in parallel with the
-store write — over batches of about `BUFFER_SIZE` bytes of received chunks (never copied into
-one buffer). At most two batches are alive at a time, so memory stays flat whatever the image
-size. Later stages (format inspection, signature checks)
-join as further `Stage`s.
+The pipeline (`services.pipeline`) counts bytes against the size cap, the declared size and the
+bytes the owner's project has left of `image_size_total` (`services.quotas`), computes the MD5
+`checksum` and the `os_hash_value`, inspects the format (`services.inspection`: data that is not
+what its `disk_format` says, or is unsafe, is refused with 415 before anything is committed) and
+checks the signature of signed images (`services.signature`), all in one pass.
 
 An upload opens an upload session (`domain.uploads`: its store, key and heartbeat, a record of
 its own) in the change that claims the image (queued → saving), proves it is alive through the
@@ -21,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from anyio import CancelScope, to_thread
 
@@ -37,37 +33,16 @@ from glimpse.domain.members import MemberStatus
 from glimpse.domain.ports import ImageRepository, MemberRepository, UploadSessions
 from glimpse.domain.uploads import Purpose, UploadSession
 from glimpse.services.cleanup import Cleanup
+from glimpse.services.inspection import FormatInspection, InspectionSettings
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
+from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
 from glimpse.services.policy import Policy
 from glimpse.services.quotas import QuotaService, UploadBudget
+from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.stores.base import Store, Writer
 
 log = logging.getLogger(__name__)
-
-BUFFER_SIZE = 4 * 1024 * 1024
-
-
-class Stage(Protocol):
-    """A step every batch of chunks passes through, in order; `update` runs in a worker
-    thread, in parallel with the other stages and the store write."""
-
-    def update(self, chunks: Sequence[bytes]) -> None: ...
-
-
-class Hasher:
-    def __init__(self, algorithm: str) -> None:
-        self._hash = (
-            hashlib.md5(usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
-        )
-
-    def update(self, chunks: Sequence[bytes]) -> None:
-        for chunk in chunks:
-            self._hash.update(chunk)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
 
 @dataclass(frozen=True)
 class UploadSettings:
@@ -76,6 +51,8 @@ class UploadSettings:
     size_cap: int = 1024**4
     heartbeat_interval: float = 10.0
     stale_after: float = 60.0
+    inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    certificates: CertificateStore = field(default_factory=lambda: CertificateStore(""))
 
 
 def _now() -> datetime:
@@ -153,13 +130,14 @@ class UploadService:
             image.begin_upload(session.id)
 
         # image_count_uploading, exactly
-        await self._mutate(image_id, begin, limits, opened=[session])
+        claimed = await self._mutate(image_id, begin, limits, opened=[session])
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(image_id, session.id, lost))
         try:
             writer = await store.open_writer(location.key, declared_size)
             try:
-                digest = await self._stream(chunks, writer, declared_size, lost, budget)
+                digest = await self._stream(claimed, chunks, writer, declared_size, lost,
+                                            budget)
                 await writer.commit()
             except BaseException:
                 with CancelScope(shield=True):
@@ -186,69 +164,36 @@ class UploadService:
 
     async def _stream(
         self,
+        image: Image,
         chunks: AsyncIterator[bytes],
         writer: Writer,
         declared_size: int | None,
         lost: asyncio.Event,
         budget: UploadBudget | None = None,
     ) -> Digest:
+        """Stream the data through the pipeline into `writer`: hashed, inspected and, for a
+        signed image, verified; refused data raises before the caller commits."""
         md5 = Hasher("md5")
         multihash = Hasher(self._settings.hashing_algorithm)
-        stages: list[Stage] = [md5, multihash]
-        cap = self._settings.size_cap
-        left = budget.bytes_left if budget is not None else None
-        quota_cap = cap if left is None else min(cap, left)
-        size = 0
-        batch: list[bytes] = []
-        batched = 0
-        pending: asyncio.Future[None] | None = None
+        inspection = FormatInspection(image.disk_format, image.container_format,
+                                      self._settings.inspection)
+        signature = await to_thread.run_sync(SignatureVerification.for_image, image.properties,
+                                             self._settings.certificates)
+        stages: list[Stage] = [md5, multihash, inspection, *([signature] if signature else [])]
 
-        async def process(chunks: list[bytes]) -> None:
-            # Every stage and the store write finish before a failure is raised, so the writer
-            # is never aborted while one of its writes still runs.
-            results = await asyncio.gather(
-                *(to_thread.run_sync(stage.update, chunks) for stage in stages),
-                writer.write(chunks),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+        def still_allowed() -> None:
+            if lost.is_set():
+                raise Conflict("The upload lost its claim on the image (deleted or reset).")
 
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > quota_cap:
-                    if size > cap:
-                        raise TooLarge(f"Image data exceeds the limit of {cap} bytes.")
-                    assert budget is not None
-                    budget.check(size)
-                if declared_size is not None and size > declared_size:
-                    raise Invalid(f"Received more data than the {declared_size} bytes declared "
-                                  "in x-openstack-image-size.")
-                if lost.is_set():
-                    raise Conflict("The upload lost its claim on the image (deleted or reset).")
-                batch.append(chunk)  # no copy: stages and the store take the chunks as they are
-                batched += len(chunk)
-                if batched >= BUFFER_SIZE:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(process(batch))
-                    batch, batched = [], 0
-            if pending is not None:
-                await pending
-                pending = None
-            if batch:
-                await process(batch)
-        finally:
-            if pending is not None:
-                with CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await pending
-        if declared_size is not None and size != declared_size:
-            raise Invalid(f"Received {size} bytes but x-openstack-image-size declared "
-                          f"{declared_size}.")
+        bounds = Bounds(self._settings.size_cap, declared_size,
+                        budget.bytes_left if budget is not None else None,
+                        budget.check if budget is not None else None, still_allowed)
+        size = await stream(chunks, stages, writer, bounds)
+        inspected = await to_thread.run_sync(inspection.finish)
+        if signature is not None:
+            await to_thread.run_sync(signature.finish)
         return Digest(size, md5.hexdigest(), self._settings.hashing_algorithm,
-                      multihash.hexdigest())
+                      multihash.hexdigest(), inspected.virtual_size)
 
     async def _budget(self, ctx: RequestContext, image_id: str, member: MemberStatus | None,
                       declared_size: int | None) -> UploadBudget | None:
