@@ -157,6 +157,10 @@ class Settings:
         metadata={"help": "format of property_protection_file: roles (policies is not "
                           "supported)"},
     )
+    enabled_import_methods: tuple[str, ...] = field(
+        default=("glance-direct", "web-download", "copy-image"),
+        metadata={"help": "import methods offered by POST /v2/images/{id}/import "
+                          "(comma-separated; docs/import.md)"})
     require_image_format_match: bool = field(
         default=True, metadata={"help": "inspect image data on every ingest path and refuse "
                                         "data that is not its disk_format or is unsafe "
@@ -349,6 +353,12 @@ class Settings:
         _check_identity(self)
         _check_protections(self)
         _check_import_filter(self)
+        unknown = set(self.enabled_import_methods) - {"glance-direct", "web-download",
+                                                       "copy-image"}
+        if unknown:
+            raise ConfigError(f"enabled_import_methods: unknown or unsupported "
+                              f"{', '.join(sorted(unknown))} (glance-direct, web-download, "
+                              "copy-image)")
         if self.signature_certificates_dir and not Path(self.signature_certificates_dir).is_dir():
             raise ConfigError("signature_certificates_dir: no such folder "
                               f"{self.signature_certificates_dir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from starlette.applications import Starlette
 
@@ -27,6 +28,8 @@ from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService, Limits
+from glimpse.services.imports import STAGING_STORE, ImportService, ImportSettings, ImportTask
+from glimpse.services.imports import TASK_TYPE as IMPORT_TASK
 from glimpse.services.inspection import InspectionSettings
 from glimpse.services.locations import (
     TASK_TYPE as LOCATION_IMPORT,
@@ -46,6 +49,8 @@ from glimpse.services.signature import CertificateStore
 from glimpse.services.tasks import TaskRunner, TaskService
 from glimpse.services.uploads import UploadService, UploadSettings
 from glimpse.stores import catalog
+from glimpse.stores.base import Store
+from glimpse.stores.filesystem import FilesystemDriver
 
 
 def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable[None]]]:
@@ -80,7 +85,10 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         inspection=inspection,
         certificates=CertificateStore(settings.signature_certificates_dir),
     )
-    cleanup = Cleanup(jobs, stores, interval=settings.cleanup_interval)
+    # Data staged for imports lives in a store of its own, never listed nor an upload target.
+    staging = Store(STAGING_STORE, FilesystemDriver(Path(settings.data_dir) / "staging"))
+    cleanup = Cleanup(jobs, {**stores, STAGING_STORE: staging},
+                      interval=settings.cleanup_interval)
     usage = SqlUsage(engine)
     source: QuotaSource
     keystone_limits = None
@@ -113,6 +121,17 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         multistore=bool(settings.stores),
     )
     location_service = LocationService(repo, members, mutate, policy, stores, location_settings)
+    import_service = ImportService(
+        repo, members, mutate, policy, stores, staging, sessions, cleanup,
+        ImportSettings(
+            enabled_methods=settings.enabled_import_methods,
+            hashing_algorithm=settings.hashing_algorithm, size_cap=settings.image_size_cap,
+            default_store=settings.upload_store, multistore=bool(settings.stores),
+            inspection=inspection,
+            certificates=CertificateStore(settings.signature_certificates_dir),
+            filters=settings.import_filter, heartbeat_interval=settings.upload_heartbeat_interval,
+        ))
+    runner.register(IMPORT_TASK, ImportTask(import_service))
     runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings,
                                                     inspection, settings.image_size_cap))
     built = Services(
@@ -133,6 +152,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         locations=location_service,
         tasks=TaskService(task_repo, repo, members, policy),
         runner=runner,
+        imports=import_service,
     )
 
     async def close() -> None:

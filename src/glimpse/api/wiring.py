@@ -13,6 +13,7 @@ from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
+from glimpse.services.imports import ImportService
 from glimpse.services.locations import LocationService
 from glimpse.services.members import MemberService
 from glimpse.services.quotas import QuotaService
@@ -35,6 +36,7 @@ class Services:
     locations: LocationService
     tasks: TaskService
     runner: TaskRunner
+    imports: ImportService
 
 
 def services(request: Request) -> Services:

@@ -64,6 +64,8 @@ class LocationStatus(enum.StrEnum):
     PENDING = "pending"
     #: Its verification failed: kept so that the caller sees what was tried, never served.
     FAILED = "failed"
+    #: Data staged for an import (`PUT /stage`, web-download): not the image's data yet.
+    STAGED = "staged"
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,95 @@ class Image:
             raise Conflict(f"Store {store!r} holds the last copy of image {self.id}'s data; "
                            "delete the image instead")
         self.locations = kept
+        return gone
+
+    # -- staging and import (interoperable import) ------------------------------------------
+
+    @property
+    def staged(self) -> Location | None:
+        """The data staged for an import, if any."""
+        return next((loc for loc in self.locations if loc.status == LocationStatus.STAGED), None)
+
+    def begin_stage(self, upload_id: str) -> None:
+        """queued → uploading, claimed by the staging session `upload_id`."""
+        if self.status != ImageStatus.QUEUED:
+            raise Conflict(f"Image {self.id} is {self.status}: data can only be staged to a "
+                           "queued image")
+        self._move(ImageStatus.UPLOADING)
+        self.upload_id = upload_id
+
+    def finish_stage(self, upload_id: str, location: Location, size: int) -> None:
+        """The staged data is complete: the image stays uploading, ready for an import."""
+        if self.status != ImageStatus.UPLOADING or self.upload_id != upload_id:
+            raise Conflict(f"Image {self.id} is no longer being staged by this upload "
+                           f"(status {self.status})")
+        self.upload_id = None
+        self.size = size
+        self.locations = [Location(location.store, location.key, LocationStatus.STAGED)]
+
+    def fail_stage(self, upload_id: str) -> bool:
+        """uploading → queued after a failed stage. False if the claim had already gone."""
+        if self.status != ImageStatus.UPLOADING or self.upload_id != upload_id:
+            return False
+        self._move(ImageStatus.QUEUED)
+        self.upload_id = None
+        self.size = None
+        return True
+
+    def begin_import(self, method: str, needs_staged: bool, copies: bool) -> None:
+        """`POST /import`: glance-direct needs staged data (uploading → importing); a download
+        method starts from queued; copy-image copies an active image's data (its status
+        stays)."""
+        if copies:
+            if self.status != ImageStatus.ACTIVE:
+                raise Conflict(f"Image {self.id} is {self.status}: only an active image can be "
+                               "copied to other stores")
+            return
+        wanted = ImageStatus.UPLOADING if needs_staged else ImageStatus.QUEUED
+        if self.status != wanted or self.upload_id is not None or (
+                needs_staged and self.staged is None):
+            raise Conflict(f"Image {self.id} is {self.status}: {method} imports an image in "
+                           f"status {wanted}" + (" with staged data" if needs_staged else ""))
+        self._move(ImageStatus.IMPORTING)
+
+    def add_imported(self, location: Location, digest: Digest) -> None:
+        """An import (or copy) stored the data in one more store. A copy of an active image
+        must match its data; an importing image stays importing until `finish_import`."""
+        if self.status not in (ImageStatus.IMPORTING, ImageStatus.ACTIVE):
+            raise Conflict(f"Image {self.id} is {self.status}: the import cannot go on")
+        if self.status == ImageStatus.ACTIVE and self.os_hash_algo == digest.hash_algo and (
+                digest.size, digest.hash_value) != (self.size, self.os_hash_value):
+            raise Conflict(f"The data copied to store {location.store} differs from image "
+                           f"{self.id}'s")
+        self.locations = [loc for loc in self.locations if not loc.same_place(location)]
+        self.locations.append(Location(location.store, location.key))
+
+    def finish_import(self, digest: Digest | None) -> list[Location]:
+        """The import is over: an importing image becomes active with `digest`; the staged
+        data is returned, for removal."""
+        if self.status == ImageStatus.IMPORTING:
+            if digest is None or not self.readable_locations:
+                raise Conflict(f"Image {self.id}: the import stored no data")
+            self._move(ImageStatus.ACTIVE)
+            self._take_digest(digest)
+        return self.drop_staged()
+
+    def drop_staged(self) -> list[Location]:
+        """Forget the staged data (its import is over); returns it, for removal."""
+        staged = [loc for loc in self.locations if loc.status == LocationStatus.STAGED]
+        self.locations = [loc for loc in self.locations if loc.status != LocationStatus.STAGED]
+        return staged
+
+    def fail_import(self) -> list[Location]:
+        """An import that could not finish: an image still importing goes back to queued, its
+        staged data and the copies this import made are returned for removal."""
+        if self.status != ImageStatus.IMPORTING:
+            return self.drop_staged()
+        self._move(ImageStatus.QUEUED)
+        gone, self.locations = self.locations, []
+        self.size = None
+        self.checksum = self.os_hash_algo = self.os_hash_value = None
+        self.virtual_size = None
         return gone
 
     # -- locations (Glance's location APIs) ----------------------------------------------------

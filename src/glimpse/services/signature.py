@@ -19,7 +19,9 @@ certificate.
                                           certificate unknown, unreadable, not yet or no longer
                                           valid, or of a key that does not fit the key type
     update(chunks)                        in a worker thread, batch after batch, in order
-    finish()                              RefusedData: the data does not match the signature
+    finish()                              Invalid: the data does not match the signature
+                                          (a 400, as Glance answers cursive's
+                                          SignatureVerificationError)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, utils
 
-from glimpse.domain.errors import Invalid, RefusedData
+from glimpse.domain.errors import Invalid
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +209,7 @@ class SignatureVerification:
         # hashlib releases the GIL on large buffers, so the stage runs beside the other hashes.
         self._hash = hashlib.new(hashlib_name)
         self._algorithm = algorithm()
-        self._outcome: RefusedData | None = None
+        self._outcome: Invalid | None = None
         self._finished = False
 
     @classmethod
@@ -230,15 +232,16 @@ class SignatureVerification:
             self._hash.update(chunk)
 
     def finish(self) -> None:
-        """Verify the data seen so far against the signature; raises `RefusedData` when it does
-        not match. Calling it again gives the same outcome."""
+        """Verify the data seen so far against the signature; raises `Invalid` (400, as in
+        Glance; every signature failure is one) when it does not match. Calling it again gives
+        the same outcome."""
         if not self._finished:
             self._finished = True
             self._outcome = self._verify(self._hash.digest())
         if self._outcome is not None:
             raise self._outcome
 
-    def _verify(self, digest: bytes) -> RefusedData | None:
+    def _verify(self, digest: bytes) -> Invalid | None:
         request, key = self._request, self._key
         prehashed = utils.Prehashed(self._algorithm)
         try:
@@ -249,7 +252,7 @@ class SignatureVerification:
             else:
                 key.verify(request.signature, digest, ec.ECDSA(prehashed))
         except InvalidSignature:
-            return RefusedData(self._refusal())
+            return Invalid(self._refusal())
         return None
 
     def _refusal(self) -> str:

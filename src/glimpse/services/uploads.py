@@ -256,7 +256,7 @@ class UploadService:
         held: list[bool] = []
 
         def reset(image: Image) -> list[Location]:
-            held[:] = [image.fail_upload(stale.id)]
+            held[:] = [image.fail_upload(stale.id) or image.fail_stage(stale.id)]
             # A session still open never wrote a location: its data is partial or orphaned.
             return [location]
 

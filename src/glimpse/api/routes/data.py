@@ -43,8 +43,9 @@ _UPLOADED = {op: Link(op, {"id": "$request.path.id"})
     body=Body({"application/octet-stream": {"type": "string", "format": "binary"}}),
     replies={204: Reply("Stored; the image is active.", links=_UPLOADED)},
     errors={400: "The declared size is not a number or differs from the data received, the "
-                 "image has no disk_format/container_format yet, or the store named is unknown "
-                 "or read-only.",
+                 "image has no disk_format/container_format yet, the store named is unknown "
+                 "or read-only, or the image is signed and its signature cannot be checked or "
+                 "does not match the data (docs/signatures.md).",
             403: "The caller does not own the image.",
             404: "No image with this id is visible to the caller.",
             409: "The image is not queued (data is uploaded once), or it was changed "
@@ -52,7 +53,8 @@ _UPLOADED = {op: Link(op, {"id": "$request.path.id"})
             410: "The image was deleted during the upload; the data was discarded.",
             413: "The data (or the declared size) is over `image_size_cap`, or the store is "
                  "full.",
-            415: "The body is not `application/octet-stream`.",
+            415: "The body is not `application/octet-stream`, or the data is refused by format "
+                 "inspection: not its disk_format, or unsafe (docs/image-safety.md).",
             503: "The store refused the write or is unavailable."},
 ))
 async def upload(request: Request) -> Response:
@@ -63,6 +65,31 @@ async def upload(request: Request) -> Response:
     store = request.headers.get("x-image-meta-store") if svc.discovery.multistore else None
     await svc.uploads.upload(context(request), image_id(request), _body(request), declared,
                              store)
+    return Response(status_code=204)
+
+
+@takes_body
+@describe(Operation(
+    "stageImageData", "Stage the image's data for a glance-direct import (queued → uploading).",
+    params=(IMAGE_ID, Param("x-openstack-image-size", "header",
+                            "The size the client declares; the stage fails if it differs.",
+                            {"type": "integer", "minimum": 0, "maximum": INT64_MAX})),
+    body=Body({"application/octet-stream": {"type": "string", "format": "binary"}}),
+    replies={204: Reply("Staged; the image is uploading, ready for `POST /import`.")},
+    errors={400: "The declared size is not a number or differs from the data received.",
+            403: "The caller does not own the image.",
+            404: "No image with this id is visible, or glance-direct is not enabled.",
+            409: "The image is not queued, or it was changed concurrently.",
+            413: "The data (or the declared size) is over `image_size_cap`.",
+            415: "The body is not `application/octet-stream`.",
+            503: "The staging area refused the write."},
+))
+async def stage(request: Request) -> Response:
+    if media_type(request) != "application/octet-stream":
+        raise ApiError(415, "Image data must be sent as Content-Type: application/octet-stream.")
+    declared = _declared_size(request)
+    await services(request).imports.stage(context(request), image_id(request), _body(request),
+                                          declared)
     return Response(status_code=204)
 
 
@@ -118,4 +145,5 @@ async def download(request: Request) -> Response:
     return StreamingResponse(_stream(reader), status_code=status, headers=headers)
 
 
-routes = [resource("/v2/images/{id}/file", put=upload, get=download)]
+routes = [resource("/v2/images/{id}/file", put=upload, get=download),
+          resource("/v2/images/{id}/stage", put=stage)]

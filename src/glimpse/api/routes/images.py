@@ -23,7 +23,7 @@ from glimpse.api.routing import (
     takes_body,
 )
 from glimpse.api.wiring import context, services
-from glimpse.domain.images import Image
+from glimpse.domain.images import Image, LocationStatus
 from glimpse.services import patch
 from glimpse.services.bounds import INT32_MAX, INT64_MAX
 from glimpse.services.images import CREATE_FORBIDDEN, CREATE_READ_ONLY
@@ -48,8 +48,9 @@ def view(request: Request, image: Image, access: PropertyAccess) -> dict[str, An
     data, as Glance shows them (comma-separated ids)."""
     svc = services(request)
     document = image_document(image, access)
-    if svc.discovery.multistore and image.locations:
-        document["stores"] = ",".join(dict.fromkeys(loc.store for loc in image.locations))
+    shown = [loc for loc in image.locations if loc.status != LocationStatus.STAGED]
+    if svc.discovery.multistore and shown:
+        document["stores"] = ",".join(dict.fromkeys(loc.store for loc in shown))
     svc.locations.add_to_document(image, document)
     return document
 
@@ -126,6 +127,8 @@ async def create(request: Request) -> Response:
     headers = {"Location": location}
     if svc.discovery.multistore:
         headers["OpenStack-image-store-ids"] = ",".join(svc.discovery.writable())
+    if svc.imports.methods:
+        headers["OpenStack-image-import-methods"] = ",".join(svc.imports.methods)
     return json_response(view(request, image, svc.images.access(ctx)), status=201,
                          headers=headers)
 

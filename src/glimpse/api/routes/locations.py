@@ -111,7 +111,42 @@ async def show_task(request: Request) -> Response:
     return json_response(task_document(task))
 
 
+IMPORT_BODY = {
+    "type": "object", "required": ["method"],
+    "properties": {
+        "method": {"type": "object", "required": ["name"],
+                   "properties": {"name": {"type": "string"}, "uri": {"type": "string"}}},
+        "stores": {"type": "array", "items": {"type": "string"}},
+        "all_stores": {"type": "boolean"},
+        "all_stores_must_succeed": {"type": "boolean"},
+    },
+}
+
+
+@takes_body
+@describe(Operation(
+    "importImage", "Import the image's data (interoperable import): glance-direct (staged "
+    "data), web-download (`method.uri`) or copy-image (to more stores); runs as a task.",
+    params=(IMAGE_ID,),
+    body=Body({"application/json": IMPORT_BODY}, "The method and the target stores."),
+    replies={202: Reply("Accepted: an `api_image_import` task runs it (see the image's "
+                        "tasks); the image is importing.")},
+    errors={400: "The method is unknown or not enabled, the URI does not pass filtering, or "
+                 "a store is unknown or read-only.",
+            403: "The caller may not import to (or copy) this image.",
+            404: NOT_FOUND,
+            409: "The image is not in the status the method needs, or an import is running.",
+            415: "The body is not `application/json`."},
+))
+async def import_image(request: Request) -> Response:
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
+    await svc.imports.begin(context(request), image_id(request), body)
+    return Response(status_code=202)
+
+
 routes = [
+    resource("/v2/images/{id}/import", post=import_image),
     resource("/v2/images/{id}/locations", get=index, post=add),
     resource("/v2/images/{id}/tasks", get=image_tasks),
     resource("/v2/tasks", get=tasks_index),

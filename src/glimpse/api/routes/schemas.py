@@ -29,12 +29,13 @@ async def schema(request: Request) -> Response:
 
 
 @describe(Operation(
-    "showImportInfo", "The interoperable image import methods (none are enabled).",
+    "showImportInfo", "The interoperable image import methods this server offers.",
     replies={200: Reply("The import methods.", ref("importInfo"))},
 ))
 async def import_info(request: Request) -> Response:
+    methods = list(services(request).imports.methods)
     return json_response({"import-methods": {
-        "description": "Import methods available.", "type": "array", "value": []}})
+        "description": "Import methods available.", "type": "array", "value": methods}})
 
 
 @describe(Operation(

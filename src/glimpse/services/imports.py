@@ -1,0 +1,447 @@
+"""Interoperable image import: staging (`PUT /stage`), `POST /import` and the import task.
+
+Methods (Glance's): `glance-direct` imports data staged with `PUT /v2/images/{id}/stage`;
+`web-download` fetches a URL (through the import filters and SSRF checks of `stores.web`) into
+the staging area first; `copy-image` copies an active image's data to more stores. The request
+records an `api_image_import` task with the image change that takes the import lock
+(`os_glance_import_task`), so two imports never run at once; the task then streams the data
+through the one pipeline (hashes, format inspection, signature) into each target store under an
+upload session of its own, reporting progress in `os_glance_importing_to_stores` and
+`os_glance_failed_import`, as Glance does. With `all_stores_must_succeed` (the default) a
+failed store fails the import: the image goes back to queued and every copy it made is removed;
+otherwise the image becomes active with the stores that worked. A task whose server dies is run
+again by another server (`services.tasks`).
+
+Staged data is a location of its own status (`staged`) in the staging store, so the registry
+always knows of it: deleting the image or finishing the import removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from anyio import CancelScope, to_thread
+
+from glimpse.domain.context import RequestContext
+from glimpse.domain.errors import Conflict, Invalid, NotFound, RefusedData, TooLarge
+from glimpse.domain.images import Digest, Image, ImageStatus, Location, LocationStatus
+from glimpse.domain.ports import ImageRepository, MemberRepository, UploadSessions
+from glimpse.domain.tasks import Task
+from glimpse.domain.uploads import Purpose, UploadSession
+from glimpse.services.cleanup import Cleanup
+from glimpse.services.inspection import FormatInspection, InspectionSettings
+from glimpse.services.members import membership_of
+from glimpse.services.mutations import Mutator
+from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
+from glimpse.services.policy import Policy
+from glimpse.services.signature import CertificateStore, SignatureVerification
+from glimpse.services.tasks import TaskFailed
+from glimpse.stores.base import Reader, Store
+from glimpse.stores.errors import StoreError
+from glimpse.stores.web import ImportFilter, open_download
+
+log = logging.getLogger(__name__)
+
+TASK_TYPE = "api_image_import"
+STAGING_STORE = "os_glance_staging_store"
+METHODS = ("glance-direct", "web-download", "copy-image")
+LOCK = "os_glance_import_task"
+IMPORTING = "os_glance_importing_to_stores"
+FAILED = "os_glance_failed_import"
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    enabled_methods: tuple[str, ...] = METHODS
+    hashing_algorithm: str = "sha512"
+    size_cap: int = 1024**4
+    default_store: str = ""
+    multistore: bool = False
+    inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    certificates: CertificateStore = field(default_factory=lambda: CertificateStore(""))
+    filters: ImportFilter | None = None
+    heartbeat_interval: float = 10.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ImportService:
+    def __init__(self, repo: ImageRepository, members: MemberRepository, mutate: Mutator,
+                 policy: Policy, stores: dict[str, Store], staging: Store,
+                 sessions: UploadSessions, cleanup: Cleanup, settings: ImportSettings,
+                 clock: Callable[[], datetime] = _now) -> None:
+        self._repo = repo
+        self._cleanup = cleanup
+        self._members = members
+        self._mutate = mutate
+        self._policy = policy
+        self._stores = stores
+        self._staging = staging
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self._settings.enabled_methods
+
+    # -- PUT /stage ---------------------------------------------------------------------------
+
+    async def stage(self, ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes],
+                    declared_size: int | None) -> None:
+        """Stream the data into the staging area: the image goes queued → uploading."""
+        if "glance-direct" not in self.methods:
+            raise NotFound("The glance-direct import method is not enabled on this server.")
+        member = await membership_of(self._members, ctx, image_id)
+        session = UploadSession.open(image_id, self._staging.id, Purpose.STAGE, self._clock())
+
+        def begin(image: Image) -> None:
+            self._policy.check("upload_image", ctx, image, member, "stage data for")
+            image.begin_stage(session.id)
+
+        await self._mutate(image_id, begin, opened=[session])
+        try:
+            size = await self._write(session, chunks, [], declared_size, None)
+
+            def finish(image: Image) -> None:
+                image.finish_stage(session.id, session.location, size)
+
+            await self._mutate(image_id, finish, closed=[session.id])
+        except BaseException:
+            with CancelScope(shield=True):
+                await self._settle_failed(session, lambda img: img.fail_stage(session.id))
+            raise
+
+    async def _write(self, session: UploadSession, chunks: AsyncIterator[bytes],
+                     stages: Sequence[Stage], declared: int | None,
+                     size_hint: int | None) -> int:
+        """Stream into the session's store under its key, with a heartbeat; commits on
+        success, aborts (nothing left) on any failure."""
+        store = self._store_of(session.location.store)
+        beat = asyncio.create_task(self._heartbeat(session))
+        try:
+            writer = await store.open_writer(session.location.key, size_hint or declared)
+            try:
+                size = await stream(chunks, stages, writer,
+                                    Bounds(self._settings.size_cap, declared))
+                for stage in stages:
+                    finish = getattr(stage, "finish", None)
+                    if finish is not None:
+                        await to_thread.run_sync(finish)
+                await writer.commit()
+            except BaseException:
+                with CancelScope(shield=True):
+                    await writer.abort()
+                raise
+            return size
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _heartbeat(self, session: UploadSession) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval)
+            with contextlib.suppress(Exception):
+                await self._sessions.touch(session.id, self._clock())
+
+    async def _settle_failed(self, session: UploadSession,
+                             change: Callable[[Image], object]) -> None:
+        """After a failed write: undo its image change and remove what it wrote."""
+
+        def undo(image: Image) -> list[Location]:
+            change(image)
+            return [session.location]
+
+        try:
+            await self._mutate(session.image_id, undo, closed=[session.id])
+        except NotFound:  # deleted meanwhile: no image change accounts for the data
+            await self._cleanup.discard([session.location], session.image_id)
+            await self._sessions.end(session.id)
+        except Exception:
+            log.exception("image %s: could not settle failed session %s", session.image_id,
+                          session.id)
+
+    def _store_of(self, store_id: str) -> Store:
+        if store_id == self._staging.id:
+            return self._staging
+        return self._stores[store_id]
+
+    # -- POST /import ---------------------------------------------------------------------------
+
+    def _targets(self, body: dict[str, Any], copies: bool, image: Image) -> list[str]:
+        writable = [s.id for s in sorted(self._stores.values(), key=lambda s: -s.weight)
+                    if s.capabilities.write]
+        stores = body.get("stores")
+        if body.get("all_stores"):
+            if stores is not None:
+                raise Invalid("'stores' and 'all_stores' cannot be given together.")
+            targets = writable
+        elif stores is not None:
+            if not isinstance(stores, list) or not all(isinstance(s, str) for s in stores) \
+                    or not stores:
+                raise Invalid("'stores' must be a non-empty list of store ids.")
+            for store_id in stores:
+                if store_id not in self._stores:
+                    raise Invalid(f"Store {store_id!r} is not one of this server's stores.")
+                if store_id not in writable:
+                    raise Invalid(f"Store {store_id!r} is read-only.")
+            targets = list(dict.fromkeys(stores))
+        else:
+            if copies:
+                raise Invalid("copy-image needs 'stores' or 'all_stores'.")
+            targets = [self._settings.default_store]
+        if copies:
+            held = {loc.store for loc in image.readable_locations}
+            targets = [s for s in targets if s not in held]
+            if not targets:
+                raise Conflict(f"Image {image.id} is already in every store asked for.")
+        return targets
+
+    async def begin(self, ctx: RequestContext, image_id: str, body: Any) -> Task:
+        if not isinstance(body, dict):
+            raise Invalid("Request body must be a JSON object.")
+        method = body.get("method")
+        name = method.get("name") if isinstance(method, dict) else None
+        if not isinstance(name, str):
+            raise Invalid("The import 'method' must be an object with a 'name'.")
+        if name not in self.methods:
+            raise Invalid(f"Import method {name!r} is not one of this server's: "
+                          f"{', '.join(self.methods) or 'none'}.")
+        assert isinstance(method, dict)
+        if (body.get("stores") is not None or body.get("all_stores")) \
+                and not self._settings.multistore:
+            raise Invalid("This server has one store: 'stores' and 'all_stores' need "
+                          "several.")
+        must = body.get("all_stores_must_succeed", True)
+        if not isinstance(must, bool):
+            raise Invalid("'all_stores_must_succeed' must be a boolean.")
+        uri = method.get("uri")
+        if name == "web-download":
+            if not isinstance(uri, str) or not uri:
+                raise Invalid("web-download needs the 'uri' of the image data.")
+            assert self._settings.filters is not None
+            try:
+                self._settings.filters.check(uri)
+            except StoreError as exc:
+                raise Invalid(f"URI {uri[:120]} does not pass filtering: {exc.message}") from exc
+        copies = name == "copy-image"
+        member = await membership_of(self._members, ctx, image_id)
+        image = await self._repo.get(image_id)
+        self._policy.check_visible(ctx, image, member)
+        if copies:
+            self._policy.check("copy_image", ctx, image, member, "copy")
+        else:
+            self._policy.check("modify_image", ctx, image, member, "import data to")
+        targets = self._targets(body, copies, image)
+        task = Task.new(TASK_TYPE, image.owner, self._clock().replace(microsecond=0),
+                        image_id=image_id, request_id=ctx.request_id, user_id=ctx.user_id,
+                        input_={"image_id": image_id, "import_req": body, "backend": targets})
+
+        def change(img: Image) -> None:
+            if img.properties.get(LOCK):
+                raise Conflict(f"Image {image_id} has an import in progress "
+                               f"(task {img.properties[LOCK]}).")
+            if not copies:
+                self._policy.check("modify_image", ctx, img, member, "import data to")
+            img.begin_import(name, needs_staged=name == "glance-direct", copies=copies)
+            img.properties[LOCK] = task.id
+            img.properties[IMPORTING] = ",".join(targets)
+            img.properties[FAILED] = ""
+
+        await self._mutate(image_id, change, tasks=[task])
+        return task
+
+
+class ImportTask:
+    """The `api_image_import` task (see the module docstring)."""
+
+    def __init__(self, service: ImportService) -> None:
+        self._svc = service
+
+    async def run(self, task: Task) -> dict[str, object] | None:
+        svc = self._svc
+        assert task.image_id is not None
+        image_id = task.image_id
+        request = task.input.get("import_req") or {}
+        method = str(request.get("method", {}).get("name"))
+        targets = [str(s) for s in task.input.get("backend") or []]
+        must = request.get("all_stores_must_succeed", True) is not False
+        try:
+            image = await svc._repo.get(image_id)
+        except NotFound as exc:
+            raise TaskFailed("The image was deleted.") from exc
+        if image.properties.get(LOCK) != task.id:
+            raise TaskFailed("The image is no longer waiting for this import.")
+        if method == "web-download":
+            image = await self._download(task, image, str(request["method"]["uri"]))
+        source = self._source(image, method)
+        digest: Digest | None = None
+        done: list[str] = []
+        for store_id in targets:
+            try:
+                digest = await self._import_to(image, store_id, source, method, digest)
+                done.append(store_id)
+            except (RefusedData, TooLarge, Invalid) as exc:
+                raise TaskFailed(f"Image data refused: {exc.message}") from exc
+            except (StoreError, Conflict) as exc:
+                log.warning("image %s: import to store %s failed: %s", image_id, store_id, exc)
+                await self._progress(image_id, store_id, failed=True)
+                if must:
+                    raise TaskFailed(f"Import to store {store_id} failed: {exc}") from exc
+        if not done:
+            raise TaskFailed("The import stored the data in no store.")
+
+        def finish(img: Image) -> list[Location]:
+            staged = img.finish_import(digest)
+            img.properties.pop(LOCK, None)
+            img.properties[IMPORTING] = ""
+            return staged
+
+        await svc._mutate(image_id, finish)
+        return {"image_id": image_id, "stores": done}
+
+    def _source(self, image: Image, method: str) -> Location:
+        if method == "copy-image":
+            readable = image.readable_locations
+            if not readable:
+                raise TaskFailed("The image has no data to copy.")
+            return readable[0]
+        staged = image.staged
+        if staged is None:
+            raise TaskFailed("No staged data to import.")
+        return staged
+
+    async def _download(self, task: Task, image: Image, uri: str) -> Image:
+        """web-download: fetch the URI into the staging area (once; a resumed task that finds
+        the data staged already goes on)."""
+        svc = self._svc
+        if image.staged is not None:
+            return image
+        assert svc._settings.filters is not None
+        session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
+        await svc._mutate(image.id, lambda img: None, opened=[session])
+        try:
+            download = await open_download(uri, svc._settings.filters, svc._settings.size_cap)
+        except StoreError as exc:
+            await svc._settle_failed(session, lambda img: None)
+            raise TaskFailed(f"web-download of {uri[:120]} failed: {exc.message}") from exc
+        try:
+            size = await svc._write(session, download.chunks(), [], None, download.size)
+        except BaseException as exc:
+            with CancelScope(shield=True):
+                await download.aclose()
+                await svc._settle_failed(session, lambda img: None)
+            if isinstance(exc, StoreError):
+                raise TaskFailed(f"web-download of {uri[:120]} failed: {exc.message}") from exc
+            raise
+
+        def staged(img: Image) -> None:
+            if img.status != ImageStatus.IMPORTING:
+                raise Conflict(f"Image {img.id} is {img.status}")
+            img.locations = [loc for loc in img.locations
+                             if loc.status != LocationStatus.STAGED]
+            img.locations.append(Location(session.location.store, session.location.key,
+                                          LocationStatus.STAGED))
+            img.size = size
+
+        return await svc._mutate(image.id, staged, closed=[session.id])
+
+    async def _import_to(self, image: Image, store_id: str, source: Location, method: str,
+                         previous: Digest | None) -> Digest:
+        svc = self._svc
+        store = svc._stores.get(store_id)
+        if store is None or not store.capabilities.write:
+            raise Conflict(f"store {store_id!r} is not a writable store of this server")
+        purpose = Purpose.COPY if method == "copy-image" else Purpose.IMPORT
+        session = UploadSession.open(image.id, store_id, purpose, svc._clock())
+        await svc._mutate(image.id, lambda img: None, opened=[session])
+        md5 = Hasher("md5")
+        multihash = Hasher(svc._settings.hashing_algorithm)
+        stages: list[Stage] = [md5, multihash]
+        inspection: FormatInspection | None = None
+        if method != "copy-image":  # a copy moves data already inspected
+            inspection = FormatInspection(image.disk_format, image.container_format,
+                                          svc._settings.inspection)
+            stages.append(inspection)
+            signature = await to_thread.run_sync(SignatureVerification.for_image,
+                                                 image.properties, svc._settings.certificates)
+            if signature is not None:
+                stages.append(signature)
+        reader: Reader = await svc._store_of(source.store).open_reader(source.key)
+        try:
+            size = await svc._write(session, _chunks(reader), stages, None, reader.size)
+        except BaseException:
+            with CancelScope(shield=True):
+                await svc._settle_failed(session, lambda img: None)
+            raise
+        virtual = inspection.finish().virtual_size if inspection is not None else \
+            image.virtual_size
+        digest = Digest(size, md5.hexdigest(), svc._settings.hashing_algorithm,
+                        multihash.hexdigest(), virtual)
+        location = session.location
+
+        def add(img: Image) -> None:
+            img.add_imported(location, digest)
+            remaining = [s for s in img.properties.get(IMPORTING, "").split(",")
+                         if s and s != store_id]
+            img.properties[IMPORTING] = ",".join(remaining)
+            weights = {s.id: s.weight for s in svc._stores.values()}
+            img.locations.sort(key=lambda loc: (loc.status == LocationStatus.STAGED,
+                                                -weights.get(loc.store, 0), loc.store))
+
+        try:
+            await svc._mutate(image.id, add, closed=[session.id])
+        except BaseException:
+            with CancelScope(shield=True):
+                await svc._settle_failed(session, lambda img: None)
+            raise
+        return digest
+
+    async def _progress(self, image_id: str, store_id: str, failed: bool) -> None:
+        def change(img: Image) -> None:
+            remaining = [s for s in img.properties.get(IMPORTING, "").split(",")
+                         if s and s != store_id]
+            img.properties[IMPORTING] = ",".join(remaining)
+            if failed:
+                failures = [s for s in img.properties.get(FAILED, "").split(",") if s]
+                img.properties[FAILED] = ",".join(dict.fromkeys([*failures, store_id]))
+
+        with contextlib.suppress(NotFound, Conflict):
+            await self._svc._mutate(image_id, change)
+
+    async def failed(self, task: Task, message: str) -> None:
+        if task.image_id is None:
+            return
+        targets = [str(s) for s in task.input.get("backend") or []]
+
+        def change(img: Image) -> list[Location]:
+            if img.properties.get(LOCK) != task.id:
+                return []
+            gone = img.fail_import()
+            img.properties.pop(LOCK, None)
+            failures = [s for s in img.properties.get(FAILED, "").split(",") if s]
+            pending = [s for s in img.properties.get(IMPORTING, "").split(",") if s]
+            img.properties[FAILED] = ",".join(dict.fromkeys([*failures, *pending] or targets))
+            img.properties[IMPORTING] = ""
+            return gone
+
+        with contextlib.suppress(NotFound, Conflict):
+            await self._svc._mutate(task.image_id, change)
+
+
+async def _chunks(reader: Reader) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in reader.chunks():
+            yield chunk
+    finally:
+        await reader.aclose()
+
