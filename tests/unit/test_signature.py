@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, uti
 from cryptography.x509.oid import NameOID
 
 from glimpse import config
-from glimpse.domain.errors import Invalid, RefusedData
+from glimpse.domain.errors import Invalid
 from glimpse.services.signature import CertificateStore, SignatureVerification
 
 MiB = 1024 * 1024
@@ -189,7 +189,7 @@ def test_flipped_byte_is_refused(keys: dict[str, PrivateKey], data: bytes, signe
     properties = props(sign(key, data, hash_method), hash_method, key_type, signer.add(key))
     tampered = bytearray(data)
     tampered[5 * MiB + 7] ^= 0x01
-    with pytest.raises(RefusedData, match=r"does not match its .* signature"):
+    with pytest.raises(Invalid, match=r"does not match its .* signature"):
         run(stage_for(properties, signer.store), bytes(tampered))
 
 
@@ -198,7 +198,7 @@ def test_truncated_and_extended_data_are_refused(keys: dict[str, PrivateKey], da
     key = keys["RSA-PSS"]
     properties = props(sign(key, data, "SHA-256"), "SHA-256", "RSA-PSS", signer.add(key))
     for other in (data[:-1], data + b"\0"):
-        with pytest.raises(RefusedData, match="Signature verification failed"):
+        with pytest.raises(Invalid, match="Signature verification failed"):
             run(stage_for(properties, signer.store), other)
 
 
@@ -207,7 +207,7 @@ def test_signature_of_another_key_is_refused(keys: dict[str, PrivateKey], data: 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     properties = props(sign(other, data, "SHA-256"), "SHA-256", "RSA-PSS",
                        signer.add(keys["RSA-PSS"]))
-    with pytest.raises(RefusedData):
+    with pytest.raises(Invalid):
         run(stage_for(properties, signer.store), data)
 
 
@@ -216,7 +216,7 @@ def test_signed_with_another_hash_than_declared_is_refused(
     for key_type in ("RSA-PSS", "ECC_SECP384R1"):
         key = keys[key_type]
         properties = props(sign(key, data, "SHA-384"), "SHA-256", key_type, signer.add(key))
-        with pytest.raises(RefusedData, match="SHA-256"):
+        with pytest.raises(Invalid, match="SHA-256"):
             run(stage_for(properties, signer.store), data)
 
 
@@ -243,7 +243,7 @@ def test_finish_again_gives_the_same_outcome(keys: dict[str, PrivateKey], signer
     bad = stage_for(properties, signer.store)
     bad.update([b"imagE"])
     for _ in range(2):
-        with pytest.raises(RefusedData):
+        with pytest.raises(Invalid):
             bad.finish()
 
 
