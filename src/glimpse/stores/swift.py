@@ -574,13 +574,20 @@ class SwiftDriver:
             raise _unreachable(exc, f"PUT {path}") from exc
 
     async def put_small(self, path: str, chunks: list[bytes]) -> httpx.Response:
+        """PUT an object whose bytes are all in `chunks`: unlike a streamed body it can be sent
+        again, so a token revoked meanwhile (401) is renewed and the PUT sent once more."""
         async def body() -> AsyncIterator[bytes]:
             for chunk in chunks:
                 yield chunk
 
-        size = sum(len(c) for c in chunks)
-        return await self._put_stream(path, {"If-None-Match": "*",
-                                             "Content-Length": str(size)}, body())
+        headers = {"If-None-Match": "*", "Content-Length": str(sum(len(c) for c in chunks))}
+        stale = await self._current()
+        response = await self._put_stream(path, headers, body())
+        if response.status_code != 401:
+            return response
+        await response.aclose()
+        await self._current(stale=stale)
+        return await self._put_stream(path, headers, body())
 
     async def ensure_containers(self) -> None:
         if self._containers_ready or not self.options.create_container:
