@@ -366,3 +366,19 @@ def test_a_signed_image_on_a_server_without_certificates_is_refused(
     assert_error(resp, 400)
     assert "no certificate store is configured" in resp.json()["message"]
     assert_nothing_kept(api, image["id"], server.data_dir / "images")
+
+
+@pytest.mark.parametrize("matching", [True, False], ids=["matching", "not-matching"])
+def test_a_signed_image_imported_from_a_location_is_verified(
+        safe: Safe, source: Source, matching: bool) -> None:
+    signature = safe.signer.sign(SIGNED_DATA if matching else b"other data")
+    image = new_image(safe.client, "raw", **safe.signer.properties(signature))
+    url = source.add(f"signed-{uid()}", SIGNED_DATA)
+    assert post_location(safe.client, image["id"], url).status_code == 202
+    [task] = wait_tasks(safe.client, image["id"], "success" if matching else "failure")
+    if matching:
+        assert show(safe.client, image["id"])["status"] == "active"
+        assert safe.client.get(f"/v2/images/{image['id']}/file").content == SIGNED_DATA
+    else:
+        assert "does not match its RSA-PSS signature" in task["message"], task
+        assert_nothing_kept(safe.client, image["id"], safe.store)

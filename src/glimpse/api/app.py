@@ -76,6 +76,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
     )
     inspection = InspectionSettings(enabled=settings.require_image_format_match,
                                     vmdk_allowed_types=settings.vmdk_allowed_types)
+    certificates = CertificateStore(settings.signature_certificates_dir)
     upload_settings = UploadSettings(
         store_id=settings.upload_store,
         hashing_algorithm=settings.hashing_algorithm,
@@ -83,7 +84,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         heartbeat_interval=settings.upload_heartbeat_interval,
         stale_after=settings.upload_stale_after,
         inspection=inspection,
-        certificates=CertificateStore(settings.signature_certificates_dir),
+        certificates=certificates,
     )
     # Data staged for imports lives in a store of its own, never listed nor an upload target.
     staging = Store(STAGING_STORE, FilesystemDriver(Path(settings.data_dir) / "staging"))
@@ -128,12 +129,13 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             hashing_algorithm=settings.hashing_algorithm, size_cap=settings.image_size_cap,
             default_store=settings.upload_store, multistore=bool(settings.stores),
             inspection=inspection,
-            certificates=CertificateStore(settings.signature_certificates_dir),
+            certificates=certificates,
             filters=settings.import_filter, heartbeat_interval=settings.upload_heartbeat_interval,
         ))
     runner.register(IMPORT_TASK, ImportTask(import_service))
     runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings,
-                                                    inspection, settings.image_size_cap))
+                                                    inspection, settings.image_size_cap,
+                                                    certificates))
     built = Services(
         settings=settings,
         schemas=schemas_,

@@ -42,8 +42,9 @@ from glimpse.services import patch
 from glimpse.services.inspection import FormatInspection, InspectionSettings
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
-from glimpse.services.pipeline import Bounds, Hasher, stream
+from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
 from glimpse.services.policy import Policy
+from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.services.tasks import TaskFailed
 from glimpse.stores.base import Store
 from glimpse.stores.errors import InvalidKey, ObjectNotFound, StoreError
@@ -327,13 +328,15 @@ class LocationImport:
     def __init__(self, repo: ImageRepository, mutate: Mutator, stores: dict[str, Store],
                  settings: LocationSettings,
                  inspection: InspectionSettings | None = None,
-                 size_cap: int = 1024**4) -> None:
+                 size_cap: int = 1024**4,
+                 certificates: CertificateStore | None = None) -> None:
         self._repo = repo
         self._mutate = mutate
         self._stores = stores
         self._settings = settings
         self._inspection = inspection or InspectionSettings()
         self._size_cap = size_cap
+        self._certificates = certificates or CertificateStore("")
 
     @staticmethod
     def _location(task: Task) -> Location:
@@ -356,7 +359,7 @@ class LocationImport:
             try:
                 digest = await self._hash(store, location.key, algo, image)
                 break
-            except (RefusedData, TooLarge) as exc:
+            except (RefusedData, TooLarge, Invalid) as exc:
                 raise TaskFailed(f"The data at the location was refused: {exc.message}") \
                     from exc
             except ObjectNotFound as exc:
@@ -384,17 +387,22 @@ class LocationImport:
         return {"image_id": task.image_id}
 
     async def _hash(self, store: Store, key: str, algo: str, image: Image) -> Digest:
-        """Stream the location's data through the pipeline: hashed and inspected."""
+        """Stream the location's data through the pipeline: hashed, inspected and, for a
+        signed image, verified."""
         md5, other = Hasher("md5"), Hasher(algo)
         inspection = FormatInspection(image.disk_format, image.container_format,
                                       self._inspection)
+        signature = await to_thread.run_sync(SignatureVerification.for_image, image.properties,
+                                             self._certificates)
+        stages: list[Stage] = [md5, other, inspection, *([signature] if signature else [])]
         reader = await store.open_reader(key)
         try:
-            size = await stream(reader.chunks(), [md5, other, inspection], None,
-                                Bounds(self._size_cap))
+            size = await stream(reader.chunks(), stages, None, Bounds(self._size_cap))
         finally:
             await reader.aclose()
         inspected = await to_thread.run_sync(inspection.finish)
+        if signature is not None:
+            await to_thread.run_sync(signature.finish)
         return Digest(size, md5.hexdigest(), algo, other.hexdigest(), inspected.virtual_size)
 
     async def failed(self, task: Task, message: str) -> None:
