@@ -110,8 +110,9 @@ http_qcow2_image = {files_url}/{QCOW2_IMAGE}
 # are refused. ListUserImagesTest uploads random bytes in the first six (container, disk)
 # format pairs, so the first six formats are ones random bytes truthfully are (raw listed twice:
 # only five such formats exist); qcow2 follows for the web-download test, which imports a real
-# qcow2.
-disk_formats = raw,ami,ari,aki,ploop,raw,qcow2
+# qcow2, and iso for the glance-download test (its target image is iso until the import copies
+# the source's raw).
+disk_formats = raw,ami,ari,aki,ploop,raw,qcow2,iso
 image_caching_enabled = False
 hashing_algorithm = sha512
 

@@ -50,10 +50,23 @@ def _check_stores(settings: config.Settings) -> None:
         raise config.ConfigError(str(exc)) from exc
 
 
+def _check_conversion(settings: config.Settings) -> None:
+    """With conversion on import configured, qemu-img (and prlimit) are installed."""
+    if not settings.image_conversion_output_format:
+        return
+    from glimpse.services.conversion import ConversionFailed, find_qemu_img
+
+    try:
+        find_qemu_img(settings.conversion)
+    except ConversionFailed as exc:
+        raise config.ConfigError(f"image_conversion_output_format: {exc.message}") from exc
+
+
 def serve(args: argparse.Namespace) -> int:
     from glimpse import workers
 
     settings = _settings(args)
+    _check_conversion(settings)
     _upgrade(settings)
     _check_stores(settings)
     # Worker processes rebuild the same settings from the environment.

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from glimpse.stores.catalog import StoreConfigError, StoreSpec, default_specs, parse
 
 if TYPE_CHECKING:
+    from glimpse.services.conversion import ConversionSettings
     from glimpse.stores.web import ImportFilter
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
@@ -160,7 +161,13 @@ class Settings:
     enabled_import_methods: tuple[str, ...] = field(
         default=("glance-direct", "web-download", "copy-image"),
         metadata={"help": "import methods offered by POST /v2/images/{id}/import "
-                          "(comma-separated; docs/import.md)"})
+                          "(comma-separated; docs/import.md): glance-direct, web-download, "
+                          "copy-image, glance-download (offered only with auth = keystone)"})
+    glance_download_properties: tuple[str, ...] = field(
+        default=("hw_", "trait:", "os_distro", "os_secure_boot", "os_type"),
+        metadata={"help": "name prefixes of the properties a glance-download copies from the "
+                          "remote image (Glance's [glance_download_properties] "
+                          "extra_properties; comma-separated; os_glance* never)"})
     require_image_format_match: bool = field(
         default=True, metadata={"help": "inspect image data on every ingest path and refuse "
                                         "data that is not its disk_format or is unsafe "
@@ -168,6 +175,23 @@ class Settings:
     vmdk_allowed_types: tuple[str, ...] = field(
         default=("streamOptimized", "monolithicSparse"),
         metadata={"help": "VMDK create types accepted (comma-separated)"})
+    # -- conversion on import (docs/conversion.md): Glance's [image_conversion] --
+    image_conversion_output_format: str = field(
+        default="", metadata={"help": "convert glance-direct and web-download imports to this "
+                                      "disk_format with qemu-img (raw, qcow2, vmdk, vhd, vhdx, "
+                                      "vdi); empty: no conversion"})
+    image_conversion_address_space: int = field(
+        default=1 << 30, metadata={"help": "address space (bytes) of every qemu-img run"})
+    image_conversion_info_cpu_seconds: int = field(
+        default=30, metadata={"help": "CPU seconds of one qemu-img info"})
+    image_conversion_info_timeout: float = field(
+        default=60.0, metadata={"help": "wall-clock seconds of one qemu-img info"})
+    image_conversion_cpu_seconds: int = field(
+        default=600, metadata={"help": "CPU seconds of one qemu-img convert"})
+    image_conversion_timeout: float = field(
+        default=3600.0, metadata={"help": "wall-clock seconds of one qemu-img convert"})
+    image_conversion_qemu_img: str = field(
+        default="qemu-img", metadata={"help": "the qemu-img program (on PATH, or a path)"})
     signature_certificates_dir: str = field(
         default="",
         metadata={"help": "folder of PEM certificates named <uuid>.pem that signed images "
@@ -277,6 +301,21 @@ class Settings:
             max_redirects=self.web_download_max_redirects)
 
     @property
+    def conversion(self) -> ConversionSettings:
+        """The conversion settings of imports (`services/conversion.py`)."""
+        from glimpse.services.conversion import ConversionSettings
+
+        return ConversionSettings(
+            output_format=self.image_conversion_output_format or None,
+            cpu_seconds=self.image_conversion_info_cpu_seconds,
+            address_space=self.image_conversion_address_space,
+            timeout=self.image_conversion_info_timeout,
+            convert_cpu_seconds=self.image_conversion_cpu_seconds,
+            convert_timeout=self.image_conversion_timeout,
+            vmdk_allowed_types=self.vmdk_allowed_types,
+            qemu_img=self.image_conversion_qemu_img)
+
+    @property
     def tokens_path(self) -> Path:
         return Path(self.token_file) if self.token_file else Path(self.data_dir) / "tokens"
 
@@ -354,11 +393,12 @@ class Settings:
         _check_protections(self)
         _check_import_filter(self)
         unknown = set(self.enabled_import_methods) - {"glance-direct", "web-download",
-                                                       "copy-image"}
+                                                       "copy-image", "glance-download"}
         if unknown:
             raise ConfigError(f"enabled_import_methods: unknown or unsupported "
                               f"{', '.join(sorted(unknown))} (glance-direct, web-download, "
-                              "copy-image)")
+                              "copy-image, glance-download)")
+        _check_conversion(self)
         if self.signature_certificates_dir and not Path(self.signature_certificates_dir).is_dir():
             raise ConfigError("signature_certificates_dir: no such folder "
                               f"{self.signature_certificates_dir}")
@@ -376,7 +416,8 @@ _POSITIVE = ("port", "http_retries", "image_size_cap", "limit_param_default", "a
              "max_header_count")
 #: Durations, in seconds.
 _SECONDS = ("upload_heartbeat_interval", "upload_stale_after", "write_retry_timeout",
-            "cleanup_interval", "keystone_timeout", "web_download_timeout")
+            "cleanup_interval", "keystone_timeout", "web_download_timeout",
+            "image_conversion_info_timeout", "image_conversion_timeout")
 #: The levels both `logging` and uvicorn know (uvicorn adds "trace").
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -443,6 +484,32 @@ def _check_import_filter(settings: Settings) -> None:
         settings.import_filter  # noqa: B018 (built for its checks)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+#: ConversionSettings field -> the setting that fills it.
+_CONVERSION_SETTINGS = {
+    "output_format": "image_conversion_output_format",
+    "cpu_seconds": "image_conversion_info_cpu_seconds",
+    "address_space": "image_conversion_address_space",
+    "timeout": "image_conversion_info_timeout",
+    "convert_cpu_seconds": "image_conversion_cpu_seconds",
+    "convert_timeout": "image_conversion_timeout",
+}
+
+
+def _check_conversion(settings: Settings) -> None:
+    """The conversion settings can be built, and the output is a disk_format this server
+    takes. (`glimpse serve` also checks that qemu-img is installed.)"""
+    try:
+        settings.conversion  # noqa: B018 (built for its checks)
+    except ValueError as exc:
+        field_name, _, why = str(exc).partition(": ")
+        name = _CONVERSION_SETTINGS.get(field_name, field_name)
+        raise ConfigError(f"{name}: {why}") from exc
+    output = settings.image_conversion_output_format
+    if output and output not in settings.disk_formats:
+        raise ConfigError(f"image_conversion_output_format: {output!r} is not one of "
+                          f"disk_formats ({', '.join(settings.disk_formats)})")
 
 
 def _check_protections(settings: Settings) -> None:

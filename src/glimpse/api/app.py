@@ -27,10 +27,13 @@ from glimpse.registry.usage import SqlUsage
 from glimpse.services.cleanup import Cleanup
 from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
+from glimpse.services.glance_download import GlanceDownloader
 from glimpse.services.images import ImageService, Limits
 from glimpse.services.imports import STAGING_STORE, ImportService, ImportSettings, ImportTask
 from glimpse.services.imports import TASK_TYPE as IMPORT_TASK
 from glimpse.services.inspection import InspectionSettings
+from glimpse.services.legacy_tasks import TASK_TYPE as LEGACY_IMPORT
+from glimpse.services.legacy_tasks import LegacyImport, LegacyTasks
 from glimpse.services.locations import (
     TASK_TYPE as LOCATION_IMPORT,
 )
@@ -87,7 +90,8 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         certificates=certificates,
     )
     # Data staged for imports lives in a store of its own, never listed nor an upload target.
-    staging = Store(STAGING_STORE, FilesystemDriver(Path(settings.data_dir) / "staging"))
+    staging_files = FilesystemDriver(Path(settings.data_dir) / "staging")
+    staging = Store(STAGING_STORE, staging_files)
     cleanup = Cleanup(jobs, {**stores, STAGING_STORE: staging},
                       interval=settings.cleanup_interval)
     usage = SqlUsage(engine)
@@ -131,16 +135,24 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             inspection=inspection,
             certificates=certificates,
             filters=settings.import_filter, heartbeat_interval=settings.upload_heartbeat_interval,
-        ))
-    runner.register(IMPORT_TASK, ImportTask(import_service))
+            conversion=settings.conversion,
+            glance_download=GlanceDownloader(
+                settings.keystone_auth_url, settings.web_download_timeout,
+                settings.glance_download_properties) if settings.auth == "keystone" else None,
+        ), staging_files=staging_files)
+    import_task = ImportTask(import_service)
+    runner.register(IMPORT_TASK, import_task)
+    runner.register(LEGACY_IMPORT, LegacyImport(repo, import_service, import_task, mutate))
+    image_service = ImageService(repo, members, mutate, policy, schemas_, limits,
+                                 protections=protections, quotas=quotas,
+                                 locations=location_service)
     runner.register(LOCATION_IMPORT, LocationImport(repo, mutate, stores, location_settings,
                                                     inspection, settings.image_size_cap,
                                                     certificates))
     built = Services(
         settings=settings,
         schemas=schemas_,
-        images=ImageService(repo, members, mutate, policy, schemas_, limits,
-                            protections=protections, quotas=quotas, locations=location_service),
+        images=image_service,
         uploads=UploadService(repo, members, mutate, policy, cleanup, stores, upload_settings,
                               sessions, quotas=quotas),
         downloads=DownloadService(repo, members, policy, stores),
@@ -155,6 +167,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         tasks=TaskService(task_repo, repo, members, policy),
         runner=runner,
         imports=import_service,
+        legacy_tasks=LegacyTasks(image_service, import_service, policy),
     )
 
     async def close() -> None:

@@ -14,6 +14,7 @@ from glimpse.services.discovery import StoreDiscovery
 from glimpse.services.downloads import DownloadService
 from glimpse.services.images import ImageService
 from glimpse.services.imports import ImportService
+from glimpse.services.legacy_tasks import LegacyTasks
 from glimpse.services.locations import LocationService
 from glimpse.services.members import MemberService
 from glimpse.services.quotas import QuotaService
@@ -37,6 +38,7 @@ class Services:
     tasks: TaskService
     runner: TaskRunner
     imports: ImportService
+    legacy_tasks: LegacyTasks
 
 
 def services(request: Request) -> Services:

@@ -2,7 +2,9 @@
 
 Methods (Glance's): `glance-direct` imports data staged with `PUT /v2/images/{id}/stage`;
 `web-download` fetches a URL (through the import filters and SSRF checks of `stores.web`) into
-the staging area first; `copy-image` copies an active image's data to more stores. The request
+the staging area first; `glance-download` does the same with an image of another Glance found
+through the Keystone catalog, copying its formats and some properties (`services.glance_download`;
+only with `auth = keystone`); `copy-image` copies an active image's data to more stores. The request
 records an `api_image_import` task with the image change that takes the import lock
 (`os_glance_import_task`), so two imports never run at once; the task then streams the data
 through the one pipeline (hashes, format inspection, signature) into each target store under an
@@ -21,20 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from anyio import CancelScope, to_thread
 
 from glimpse.domain.context import RequestContext
 from glimpse.domain.errors import Conflict, Invalid, NotFound, RefusedData, TooLarge
 from glimpse.domain.images import Digest, Image, ImageStatus, Location, LocationStatus
+from glimpse.domain.members import MemberStatus
 from glimpse.domain.ports import ImageRepository, MemberRepository, UploadSessions
 from glimpse.domain.tasks import Task
 from glimpse.domain.uploads import Purpose, UploadSession
 from glimpse.services.cleanup import Cleanup
+from glimpse.services.conversion import ConversionFailed, ConversionSettings, convert
+from glimpse.services.glance_download import GlanceDownloader
 from glimpse.services.inspection import FormatInspection, InspectionSettings
 from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
@@ -42,7 +49,7 @@ from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
 from glimpse.services.policy import Policy
 from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.services.tasks import TaskFailed
-from glimpse.stores.base import Reader, Store
+from glimpse.stores.base import Reader, Store, drain
 from glimpse.stores.errors import StoreError
 from glimpse.stores.web import ImportFilter, open_download
 
@@ -51,6 +58,8 @@ log = logging.getLogger(__name__)
 TASK_TYPE = "api_image_import"
 STAGING_STORE = "os_glance_staging_store"
 METHODS = ("glance-direct", "web-download", "copy-image")
+#: Offered only where a `GlanceDownloader` is configured (auth = keystone).
+GLANCE_DOWNLOAD = "glance-download"
 LOCK = "os_glance_import_task"
 IMPORTING = "os_glance_importing_to_stores"
 FAILED = "os_glance_failed_import"
@@ -67,6 +76,37 @@ class ImportSettings:
     certificates: CertificateStore = field(default_factory=lambda: CertificateStore(""))
     filters: ImportFilter | None = None
     heartbeat_interval: float = 10.0
+    conversion: ConversionSettings = field(default_factory=ConversionSettings)
+    glance_download: GlanceDownloader | None = None
+
+
+class StagingSource(Protocol):
+    """Data a download method stages (`stores.web.WebDownload`,
+    `services.glance_download.RemoteData`): `size` as announced, if it was."""
+
+    size: int | None
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The data, once; closes the source when it ends."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the source; idempotent."""
+        ...
+
+
+class StagingFiles(Protocol):
+    """The staging store's objects as local files, for conversion with qemu-img (the
+    filesystem driver is one)."""
+
+    def path_of(self, key: str) -> Path:
+        """The file of object `key`."""
+        ...
+
+    async def adopt(self, key: str, path: Path) -> None:
+        """Commit `path`, a dot-file in the folder of `path_of`'s files, as object `key`
+        (never replacing one); `path` is gone afterwards, committed or not."""
+        ...
 
 
 def _now() -> datetime:
@@ -77,7 +117,8 @@ class ImportService:
     def __init__(self, repo: ImageRepository, members: MemberRepository, mutate: Mutator,
                  policy: Policy, stores: dict[str, Store], staging: Store,
                  sessions: UploadSessions, cleanup: Cleanup, settings: ImportSettings,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now,
+                 staging_files: StagingFiles | None = None) -> None:
         self._repo = repo
         self._cleanup = cleanup
         self._members = members
@@ -88,9 +129,15 @@ class ImportService:
         self._sessions = sessions
         self._settings = settings
         self._clock = clock
+        self._staging_files = staging_files
+        # task id -> the token of the user who asked for a glance-download: held in memory
+        # only (never in the registry), for the task this server runs (see `ImportTask`)
+        self._tokens: dict[str, str] = {}
 
     @property
     def methods(self) -> tuple[str, ...]:
+        if self._settings.glance_download is None:  # glance-download needs auth = keystone
+            return tuple(m for m in self._settings.enabled_methods if m != GLANCE_DOWNLOAD)
         return self._settings.enabled_methods
 
     # -- PUT /stage ---------------------------------------------------------------------------
@@ -224,15 +271,10 @@ class ImportService:
         must = body.get("all_stores_must_succeed", True)
         if not isinstance(must, bool):
             raise Invalid("'all_stores_must_succeed' must be a boolean.")
-        uri = method.get("uri")
         if name == "web-download":
-            if not isinstance(uri, str) or not uri:
-                raise Invalid("web-download needs the 'uri' of the image data.")
-            assert self._settings.filters is not None
-            try:
-                self._settings.filters.check(uri)
-            except StoreError as exc:
-                raise Invalid(f"URI {uri[:120]} does not pass filtering: {exc.message}") from exc
+            self.check_uri(method.get("uri"))
+        if name == GLANCE_DOWNLOAD:
+            self._check_glance_download(ctx, method)
         copies = name == "copy-image"
         member = await membership_of(self._members, ctx, image_id)
         image = await self._repo.get(image_id)
@@ -245,6 +287,61 @@ class ImportService:
         task = Task.new(TASK_TYPE, image.owner, self._clock().replace(microsecond=0),
                         image_id=image_id, request_id=ctx.request_id, user_id=ctx.user_id,
                         input_={"image_id": image_id, "import_req": body, "backend": targets})
+        if name == GLANCE_DOWNLOAD and ctx.auth_token:
+            self._tokens[task.id] = ctx.auth_token  # for the task, never in its input
+        try:
+            await self.record(ctx, task, name, targets, member)
+        except BaseException:
+            self._tokens.pop(task.id, None)
+            raise
+        return task
+
+    def _check_glance_download(self, ctx: RequestContext, method: dict[str, Any]) -> None:
+        """A glance-download request names a remote image by UUID and a region; the interface
+        defaults to public (as in Glance, written into the request the task records)."""
+        remote_id = method.get("glance_image_id")
+        if not isinstance(remote_id, str) or not remote_id:
+            raise Invalid("glance-download needs the 'glance_image_id' of the remote image.")
+        try:
+            uuid.UUID(remote_id)
+        except ValueError:
+            raise Invalid(f"Remote image id does not look like a UUID: {remote_id[:80]}"
+                          ) from None
+        region = method.get("glance_region")
+        if not isinstance(region, str) or not region:
+            raise Invalid("glance-download needs the 'glance_region' of the remote image "
+                          "service.")
+        interface = method.setdefault("glance_service_interface", "public")
+        if not isinstance(interface, str) or not interface:
+            raise Invalid("'glance_service_interface' must be an endpoint interface such as "
+                          "public.")
+        if not ctx.auth_token:
+            raise Invalid("glance-download reads the remote image with the caller's token, "
+                          "and this request has none.")
+
+    def check_uri(self, uri: object) -> str:
+        """The web-download URI if the import filters let it through (no network), else
+        `Invalid` saying why."""
+        if not isinstance(uri, str) or not uri:
+            raise Invalid("web-download needs the 'uri' of the image data.")
+        assert self._settings.filters is not None
+        try:
+            return self._settings.filters.check(uri)
+        except StoreError as exc:
+            raise Invalid(f"URI {uri[:120]} does not pass filtering: {exc.message}") from exc
+
+    def default_targets(self) -> list[str]:
+        """The stores an import without `stores` writes to."""
+        return [self._settings.default_store]
+
+    async def record(self, ctx: RequestContext, task: Task, name: str, targets: list[str],
+                     member: MemberStatus | None) -> None:
+        """Take the import lock of `task.image_id` for `task` (importing with method `name`
+        to `targets`) and record the task with that change, which starts it; `Conflict` if
+        another import holds the lock or the image is not in the status `name` needs."""
+        assert task.image_id is not None
+        image_id = task.image_id
+        copies = name == "copy-image"
 
         def change(img: Image) -> None:
             if img.properties.get(LOCK):
@@ -258,7 +355,6 @@ class ImportService:
             img.properties[FAILED] = ""
 
         await self._mutate(image_id, change, tasks=[task])
-        return task
 
 
 class ImportTask:
@@ -266,6 +362,12 @@ class ImportTask:
 
     def __init__(self, service: ImportService) -> None:
         self._svc = service
+        # task id -> the (disk_format, container_format) a conversion replaced, restored if
+        # the import then fails (kept in memory: a task resumed elsewhere does not restore)
+        self._converted: dict[str, tuple[str | None, str | None]] = {}
+        # task id -> the (disk_format, container_format, properties) a glance-download
+        # replaced, restored if the import then fails (in memory, as `_converted`)
+        self._copied: dict[str, tuple[str | None, str | None, dict[str, str | None]]] = {}
 
     async def run(self, task: Task) -> dict[str, object] | None:
         svc = self._svc
@@ -283,7 +385,11 @@ class ImportTask:
             raise TaskFailed("The image is no longer waiting for this import.")
         if method == "web-download":
             image = await self._download(task, image, str(request["method"]["uri"]))
-        source = self._source(image, method)
+        elif method == GLANCE_DOWNLOAD:
+            image = await self._glance_download(task, image, request["method"])
+        if method != "copy-image":  # a copy moves data already converted
+            image = await self._convert(task, image)
+        source = self._source(image, method, targets)
         digest: Digest | None = None
         done: list[str] = []
         for store_id in targets:
@@ -307,11 +413,14 @@ class ImportTask:
             return staged
 
         await svc._mutate(image_id, finish)
+        self._converted.pop(task.id, None)
+        self._copied.pop(task.id, None)
         return {"image_id": image_id, "stores": done}
 
-    def _source(self, image: Image, method: str) -> Location:
+    def _source(self, image: Image, method: str, targets: list[str]) -> Location:
         if method == "copy-image":
-            readable = image.readable_locations
+            # Not a copy an earlier run of this task made in a target: that one is replaced.
+            readable = [loc for loc in image.readable_locations if loc.store not in targets]
             if not readable:
                 raise TaskFailed("The image has no data to copy.")
             return readable[0]
@@ -320,28 +429,153 @@ class ImportTask:
             raise TaskFailed("No staged data to import.")
         return staged
 
+    async def _convert(self, task: Task, image: Image) -> Image:
+        """Conversion on import (docs/conversion.md): the staged data converted to the
+        configured format becomes the staged data, with the new disk_format and container_format
+        bare, in the change that hands the old file to a deletion job. Nothing happens without
+        an output format or when the image is in it already (so also when a resumed task had
+        converted before). A refusal or a qemu-img failure fails the task with its message."""
+        svc = self._svc
+        settings = svc._settings.conversion
+        if settings.output_format is None or image.disk_format == settings.output_format:
+            return image
+        files = svc._staging_files
+        staged = image.staged
+        if files is None or staged is None:
+            raise TaskFailed("No staged data to convert." if staged is None else
+                             "Image conversion needs a staging area of local files.")
+        original = (image.disk_format, image.container_format)
+        session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
+        await svc._mutate(image.id, lambda img: None, opened=[session])
+        beat = asyncio.create_task(svc._heartbeat(session))
+        try:
+            try:
+                source = files.path_of(staged.key)
+                result = await convert(source, image.disk_format or "", settings, source.parent)
+                if result.path == source:  # nothing to convert after all
+                    raise TaskFailed("Image conversion produced no new data.")
+                await files.adopt(session.location.key, result.path)
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+        except BaseException as exc:
+            with CancelScope(shield=True):
+                await svc._settle_failed(session, lambda img: None)
+            if isinstance(exc, RefusedData):
+                raise TaskFailed(f"Image conversion refused the data: {exc.message}") from exc
+            if isinstance(exc, (ConversionFailed, StoreError)):
+                raise TaskFailed(f"Image conversion failed: {exc}") from exc
+            raise
+        converted = Location(session.location.store, session.location.key,
+                             LocationStatus.STAGED)
+
+        def swap(img: Image) -> list[Location]:
+            if img.status != ImageStatus.IMPORTING or img.properties.get(LOCK) != task.id:
+                raise Conflict(f"Image {img.id} is no longer importing with task {task.id}")
+            old = img.drop_staged()
+            img.locations.append(converted)
+            img.disk_format = result.disk_format
+            img.container_format = "bare"
+            img.size = result.size
+            img.virtual_size = result.virtual_size
+            return old
+
+        try:
+            image = await svc._mutate(image.id, swap, closed=[session.id])
+        except BaseException as exc:
+            with CancelScope(shield=True):
+                await svc._settle_failed(session, lambda img: None)
+            if isinstance(exc, Conflict):
+                raise TaskFailed(f"The image changed during its conversion: {exc.message}"
+                                 ) from exc
+            raise
+        self._converted[task.id] = original
+        log.info("image %s: converted from %s to %s (%d bytes)", image.id, original[0],
+                 result.disk_format, result.size)
+        return image
+
     async def _download(self, task: Task, image: Image, uri: str) -> Image:
         """web-download: fetch the URI into the staging area (once; a resumed task that finds
         the data staged already goes on)."""
         svc = self._svc
         if image.staged is not None:
             return image
-        assert svc._settings.filters is not None
+        filters = svc._settings.filters
+        assert filters is not None
+        return await self._stage_from(
+            image, lambda: open_download(uri, filters, svc._settings.size_cap),
+            f"web-download of {uri[:120]}")
+
+    async def _glance_download(self, task: Task, image: Image,
+                               method: dict[str, Any]) -> Image:
+        """glance-download: find the remote image through the caller's Keystone catalog, stage
+        its data and, in the change that records the staged data, take its disk_format,
+        container_format and the configured properties (the image's own are remembered, and
+        restored if the import fails). Once: a resumed task that finds the data staged goes on.
+
+        The caller's token is held in memory by the server that took the request, never
+        recorded: a task resumed by another server (or after a restart) before its data was
+        staged has no token, and fails saying so."""
+        svc = self._svc
+        if image.staged is not None:
+            return image
+        downloader = svc._settings.glance_download
+        token = svc._tokens.pop(task.id, None)
+        if downloader is None:
+            raise TaskFailed("glance-download is not available on this server.")
+        if token is None:
+            raise TaskFailed("glance-download reads the remote image with the token of the "
+                             "user who asked for it, which only the server that took the "
+                             "request held, and that server stopped before the data was "
+                             "staged: import again.")
+        remote_id = str(method.get("glance_image_id"))
+        region = str(method.get("glance_region"))
+        interface = str(method.get("glance_service_interface") or "public")
+        what = f"glance-download of image {remote_id} from region {region!r} ({interface})"
+        try:
+            found = await downloader.find(token, region, interface, remote_id)
+        except StoreError as exc:
+            raise TaskFailed(f"{what} failed: {exc.message}") from exc
+
+        def adopt(img: Image) -> None:
+            self._copied.setdefault(task.id, (
+                img.disk_format, img.container_format,
+                {key: img.properties.get(key) for key in found.properties}))
+            img.disk_format = found.disk_format or img.disk_format
+            img.container_format = found.container_format or img.container_format
+            img.properties.update(found.properties)
+
+        return await self._stage_from(image, lambda: downloader.open_data(found, token), what,
+                                      adopt)
+
+    async def _stage_from(self, image: Image,
+                          open_source: Callable[[], Awaitable[StagingSource]], what: str,
+                          adopt: Callable[[Image], None] | None = None) -> Image:
+        """Stream a source (opened by `open_source`, under an upload session of the staging
+        store) into the staging area and record it as the image's staged data, with `adopt`'s
+        change if given. A source that fails (a `StoreError`) fails the task with `what` and
+        its message; nothing is left staged."""
+        svc = self._svc
         session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
         await svc._mutate(image.id, lambda img: None, opened=[session])
         try:
-            download = await open_download(uri, svc._settings.filters, svc._settings.size_cap)
+            source = await open_source()
         except StoreError as exc:
             await svc._settle_failed(session, lambda img: None)
-            raise TaskFailed(f"web-download of {uri[:120]} failed: {exc.message}") from exc
+            raise TaskFailed(f"{what} failed: {exc.message}") from exc
+        except BaseException:
+            with CancelScope(shield=True):
+                await svc._settle_failed(session, lambda img: None)
+            raise
         try:
-            size = await svc._write(session, download.chunks(), [], None, download.size)
+            size = await svc._write(session, source.chunks(), [], None, source.size)
         except BaseException as exc:
             with CancelScope(shield=True):
-                await download.aclose()
+                await source.aclose()
                 await svc._settle_failed(session, lambda img: None)
             if isinstance(exc, StoreError):
-                raise TaskFailed(f"web-download of {uri[:120]} failed: {exc.message}") from exc
+                raise TaskFailed(f"{what} failed: {exc.message}") from exc
             raise
 
         def staged(img: Image) -> None:
@@ -352,6 +586,8 @@ class ImportTask:
             img.locations.append(Location(session.location.store, session.location.key,
                                           LocationStatus.STAGED))
             img.size = size
+            if adopt is not None:
+                adopt(img)
 
         return await svc._mutate(image.id, staged, closed=[session.id])
 
@@ -378,7 +614,7 @@ class ImportTask:
                 stages.append(signature)
         reader: Reader = await svc._store_of(source.store).open_reader(source.key)
         try:
-            size = await svc._write(session, _chunks(reader), stages, None, reader.size)
+            size = await svc._write(session, drain(reader), stages, None, reader.size)
         except BaseException:
             with CancelScope(shield=True):
                 await svc._settle_failed(session, lambda img: None)
@@ -389,14 +625,21 @@ class ImportTask:
                         multihash.hexdigest(), virtual)
         location = session.location
 
-        def add(img: Image) -> None:
+        def add(img: Image) -> list[Location]:
+            # The targets held no copy when the import began (`_targets`), so a copy in this
+            # store is an earlier run's of this task (its server died): replaced, not kept.
+            earlier = [loc for loc in img.readable_locations
+                       if loc.store == store_id and not loc.same_place(location)]
             img.add_imported(location, digest)
+            img.locations = [loc for loc in img.locations
+                             if not any(loc.same_place(e) for e in earlier)]
             remaining = [s for s in img.properties.get(IMPORTING, "").split(",")
                          if s and s != store_id]
             img.properties[IMPORTING] = ",".join(remaining)
             weights = {s.id: s.weight for s in svc._stores.values()}
             img.locations.sort(key=lambda loc: (loc.status == LocationStatus.STAGED,
                                                 -weights.get(loc.store, 0), loc.store))
+            return earlier
 
         try:
             await svc._mutate(image.id, add, closed=[session.id])
@@ -422,11 +665,23 @@ class ImportTask:
         if task.image_id is None:
             return
         targets = [str(s) for s in task.input.get("backend") or []]
+        original = self._converted.pop(task.id, None)
+        copied = self._copied.pop(task.id, None)
+        self._svc._tokens.pop(task.id, None)
 
         def change(img: Image) -> list[Location]:
             if img.properties.get(LOCK) != task.id:
                 return []
             gone = img.fail_import()
+            if original is not None:  # the data is gone: the image is as before its import
+                img.disk_format, img.container_format = original
+            if copied is not None:  # and without what a glance-download copied
+                img.disk_format, img.container_format, own = copied
+                for key, value in own.items():
+                    if value is None:
+                        img.properties.pop(key, None)
+                    else:
+                        img.properties[key] = value
             img.properties.pop(LOCK, None)
             failures = [s for s in img.properties.get(FAILED, "").split(",") if s]
             pending = [s for s in img.properties.get(IMPORTING, "").split(",") if s]
@@ -438,10 +693,4 @@ class ImportTask:
             await self._svc._mutate(task.image_id, change)
 
 
-async def _chunks(reader: Reader) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in reader.chunks():
-            yield chunk
-    finally:
-        await reader.aclose()
 

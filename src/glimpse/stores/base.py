@@ -145,6 +145,16 @@ class Driver(Protocol):
         ...
 
 
+async def drain(reader: Reader) -> AsyncIterator[bytes]:
+    """The reader's chunks, the reader closed at the end whatever happens (an exhausted stream,
+    an error, or a consumer that stops early)."""
+    try:
+        async for chunk in reader.chunks():
+            yield chunk
+    finally:
+        await reader.aclose()
+
+
 async def _stamped(store_id: str, call: Awaitable[T]) -> T:
     try:
         return await call

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 
-from glimpse.stores.base import Capabilities, ObjectInfo, Stored
+from glimpse.stores.base import Capabilities, ObjectInfo, Stored, check_key
 from glimpse.stores.errors import (
     InvalidRange,
     ObjectExists,
@@ -259,6 +259,32 @@ class FilesystemDriver:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
             raise _translate(exc, "delete") from exc
+
+    def path_of(self, key: str) -> Path:
+        """The file of the committed object `key` (for programs that need a local path, such
+        as qemu-img on staged data); it may not exist. Files named with a leading dot in
+        `root` are never objects."""
+        return self._paths(check_key(key))[0]
+
+    async def adopt(self, key: str, path: Path) -> None:
+        """Commit the file `path` (in `root`, its name starting with a dot, so out of the key
+        space) as object `key`, as a writer commits: fsync, hard link (never replacing an
+        object: ObjectExists), fsync of the folder, `path` removed. On failure too `path` is
+        removed."""
+        if path.parent.resolve() != self.root.resolve() or not path.name.startswith("."):
+            raise StoreUnavailable(f"cannot adopt {path}: not a dot-file in {self.root}")
+        final, _ = self._paths(check_key(key))
+        try:
+            fd = await self._run(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _translate(exc, "adopt") from exc
+        writer = FilesystemWriter(final, path, fd, self._limiter)
+        try:
+            await writer.commit()
+        except BaseException:
+            with CancelScope(shield=True):
+                await writer.abort()
+            raise
 
     async def check(self) -> None:
         if not await self._run(os.access, self.root, os.W_OK | os.X_OK):

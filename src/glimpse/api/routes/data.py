@@ -13,7 +13,7 @@ from glimpse.api.inputs import header_integer, image_id
 from glimpse.api.routing import Body, Link, Operation, Param, Reply, describe, resource, takes_body
 from glimpse.api.wiring import context, services
 from glimpse.services.bounds import INT64_MAX
-from glimpse.stores.base import Reader
+from glimpse.stores.base import drain
 
 
 def _declared_size(request: Request) -> int | None:
@@ -93,14 +93,6 @@ async def stage(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _stream(reader: Reader) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in reader.chunks():
-            yield chunk
-    finally:
-        await reader.aclose()
-
-
 @describe(Operation(
     "downloadImageData", "Download the image's data, whole or one byte range.",
     params=(IMAGE_ID,
@@ -142,7 +134,7 @@ async def download(request: Request) -> Response:
         if image.checksum:
             headers["Content-MD5"] = image.checksum
         status = 200
-    return StreamingResponse(_stream(reader), status_code=status, headers=headers)
+    return StreamingResponse(drain(reader), status_code=status, headers=headers)
 
 
 routes = [resource("/v2/images/{id}/file", put=upload, get=download),

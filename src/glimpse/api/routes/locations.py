@@ -1,5 +1,6 @@
 """The location API of 2.17 (`POST/GET /v2/images/{id}/locations`) and the tasks routes: the
-tasks of an image (2.12) and the admin tasks API (`GET /v2/tasks`, `GET /v2/tasks/{id}`)."""
+tasks of an image (2.12) and the admin tasks API (`GET /v2/tasks`, `GET /v2/tasks/{id}`, and
+`POST /v2/tasks` for `import` tasks)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,40 @@ async def tasks_index(request: Request) -> Response:
     return json_response(document)
 
 
+TASK_BODY = {
+    "type": "object", "required": ["type", "input"],
+    "properties": {
+        "type": {"type": "string", "enum": ["import"]},
+        "input": {"type": "object",
+                  "required": ["import_from", "import_from_format", "image_properties"],
+                  "properties": {"import_from": {"type": "string"},
+                                 "import_from_format": {"type": "string"},
+                                 "image_properties": {"type": "object"}}},
+    },
+}
+
+
+@takes_body
+@describe(Operation(
+    "createTask", "Create an `import` task (the legacy tasks API, admin): creates an image from "
+    "`input.image_properties` and imports its data from `input.import_from` as web-download "
+    "does; the task's `result` names the image once it succeeds.",
+    body=Body({"application/json": TASK_BODY}, "The task's type and input."),
+    replies={201: Reply("The task, pending.", ref("task"))},
+    errors={400: "Another type, an input field missing or mistyped, a URL the import filters "
+                 "refuse, or image properties the image schema refuses.",
+            403: "Only admins may use the tasks API (or a reserved image attribute).",
+            409: "The new image could not be locked for the import.",
+            413: "The body, or the image's number of properties or tags, is over a limit.",
+            415: "The body is not `application/json`."},
+))
+async def create_task(request: Request) -> Response:
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
+    task = await svc.legacy_tasks.create(context(request), body)
+    return json_response(task_document(task), status=201)
+
+
 @describe(Operation(
     "showTask", "Show a task (admin).", params=(TASK_ID,),
     replies={200: Reply("The task.", ref("task"))},
@@ -149,6 +184,6 @@ routes = [
     resource("/v2/images/{id}/import", post=import_image),
     resource("/v2/images/{id}/locations", get=index, post=add),
     resource("/v2/images/{id}/tasks", get=image_tasks),
-    resource("/v2/tasks", get=tasks_index),
+    resource("/v2/tasks", get=tasks_index, post=create_task),
     resource("/v2/tasks/{task_id}", get=show_task),
 ]
