@@ -786,6 +786,8 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
     needed = size * (opts.reps + 5)  # source + dd file + uploads + slack
     if opts.with_stores:
         needed += stores().needed_space(size)
+    if opts.with_pipeline:
+        needed += pipeline().needed_space(size)
     base, disk = pick_base(opts.tmp_base, needed)
     work = Path(tempfile.mkdtemp(prefix="glimpse-bench-", dir=base))
     cleanup.callback(shutil.rmtree, work, ignore_errors=True)
@@ -922,6 +924,10 @@ def run(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> Results:
         glimpse.stop()  # the stores' server and Swift get the cores
         stores().measure(res, opts, work, source, cleanup)
 
+    if opts.with_pipeline:
+        glimpse.stop()  # the pipeline's two servers get the cores
+        pipeline().measure(res, opts, work, source, cleanup)
+
     load = os.getloadavg()
     res.env["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     res.wall = time.perf_counter() - t0
@@ -1037,6 +1043,8 @@ def report(res: Results) -> str:
         rows += identity().target_rows(res)
     if stores().has_results(res):
         rows += stores().target_rows(res)
+    if pipeline().has_results(res):
+        rows += pipeline().target_rows(res)
     ceilings = [
         (f"dd write {sz}, conv=fdatasync", "dd_write", "MB/s"),
         (f"dd read {sz}, page cache", "dd_read_cached", "MB/s"),
@@ -1123,6 +1131,8 @@ def report(res: Results) -> str:
         out += identity().section(res)
     if stores().has_results(res):
         out += stores().section(res)
+    if pipeline().has_results(res):
+        out += pipeline().section(res)
     out += [
         "## Environment",
         "",
@@ -1213,6 +1223,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "report bench/results/stores.md)")
     parser.add_argument("--with-stores", action="store_true",
                         help="the default run, then the store benchmark")
+    parser.add_argument("--pipeline", "--import", action="store_true", dest="pipeline",
+                        help="only the pipeline benchmark: uploads with format inspection on "
+                        "against off, a qcow2 import (stage + glance-direct) against an upload, "
+                        "uploads against the hashes (bench/pipeline.py; report "
+                        "bench/results/pipeline.md)")
+    parser.add_argument("--with-pipeline", action="store_true",
+                        help="the default run, then the pipeline benchmark")
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of installing missing Debian packages")
     parser.add_argument("--output", type=Path,
@@ -1220,9 +1237,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.output is None:
         opts.output = RESULTS_DIR / ("identity.md" if opts.identity
-                                     else "stores.md" if opts.stores else "latest.md")
-    if opts.identity and opts.stores:
-        parser.error("--identity and --stores each run alone: give one of them")
+                                     else "stores.md" if opts.stores
+                                     else "pipeline.md" if opts.pipeline else "latest.md")
+    if opts.identity + opts.stores + opts.pipeline > 1:
+        parser.error("--identity, --stores and --pipeline each run alone: give one of them")
     if opts.reps < 1 or opts.size_mib < 1 or opts.images < opts.reps:
         parser.error("--reps, --size-mib and --images must be positive, --images >= --reps")
     return opts
@@ -1245,6 +1263,14 @@ def stores() -> ModuleType:
     return module
 
 
+def pipeline() -> ModuleType:
+    """bench/pipeline.py (imports this module as `run`, as identity does)."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import pipeline as module
+
+    return module
+
+
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -1260,6 +1286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = identity().run_alone(opts, cleanup)
         elif opts.stores:
             res = stores().run_alone(opts, cleanup)
+        elif opts.pipeline:
+            res = pipeline().run_alone(opts, cleanup)
         else:
             res = run(opts, cleanup)
     except KeyboardInterrupt:
@@ -1275,7 +1303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("stopping servers and removing temporary files")
         cleanup.close()
     markdown = (identity().report(res) if opts.identity
-                else stores().report(res) if opts.stores else report(res))
+                else stores().report(res) if opts.stores
+                else pipeline().report(res) if opts.pipeline else report(res))
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(markdown)
     print(terminal_table(markdown))

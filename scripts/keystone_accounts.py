@@ -18,6 +18,7 @@ Run by `scripts/keystone` (standard library only, so any Python 3 will do):
     keystone_accounts.py probe URL
         Exit 0 if GET URL answers 2xx within 10 s, else 1.
     keystone_accounts.py image-endpoint FACTS_JSON IMAGE_URL
+    keystone_accounts.py remote-image-endpoint FACTS_JSON IMAGE_URL
         Point the image endpoints of the Keystone that FACTS_JSON describes at IMAGE_URL (for a
         Glimpse whose port is known only after Keystone is up) and record it in FACTS_JSON.
 
@@ -37,6 +38,8 @@ import urllib.request
 from typing import Any
 
 REGION = "RegionOne"
+#: The catalog type of a second API server (Tempest's `alternate_image_endpoint`).
+REMOTE_IMAGE_TYPE = "image_remote"
 DOMAIN = "Default"
 INTERFACES = ("public", "internal", "admin")
 #: Projects the tests act in, and the users each gets: name suffix → role assigned.
@@ -196,6 +199,31 @@ def image_endpoint(facts_path: str, image_url: str) -> int:
     return 0
 
 
+def remote_image_endpoint(facts_path: str, image_url: str) -> int:
+    """A second image service in the catalog (type `image_remote`, Tempest's
+    `alternate_image_endpoint`) at `image_url`: another API server of the same deployment."""
+    with open(facts_path) as src:
+        facts = json.load(src)
+    admin = facts["accounts"]["admin"]
+    api = Api(facts["url"])
+    api.login(admin["username"], admin["password"], admin["project_name"])
+    found = api.find("services", type=REMOTE_IMAGE_TYPE)
+    if found:
+        service_id = found[0]["id"]
+    else:
+        body, _ = api.call("POST", "/v3/services", {"service": {
+            "name": "glance_remote", "type": REMOTE_IMAGE_TYPE, "enabled": True,
+            "description": "Glimpse, a second API server"}})
+        service_id = body["service"]["id"]
+    set_endpoints(api, service_id, image_url)
+    facts["image_remote_url"] = image_url
+    tmp = facts_path + ".tmp"
+    with open(tmp, "w") as out:
+        json.dump(facts, out, indent=2)
+    os.replace(tmp, facts_path)
+    return 0
+
+
 def free_port(port: int = 0) -> int:
     with socket.socket() as sock:
         # As the server will bind: a port whose old connections linger in TIME_WAIT is free.
@@ -232,6 +260,8 @@ def main(argv: list[str]) -> int:
             return populate(url, password, image_url, facts)
         case ["image-endpoint", facts, image_url]:
             return image_endpoint(facts, image_url)
+        case ["remote-image-endpoint", facts, image_url]:
+            return remote_image_endpoint(facts, image_url)
     print(__doc__, file=sys.stderr)
     return 2
 

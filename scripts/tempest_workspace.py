@@ -67,6 +67,8 @@ def tarball() -> bytes:
 
 def config(facts: dict[str, object], files_url: str, workspace: Path) -> str:
     admin = facts["accounts"]["admin"]  # type: ignore[index]
+    # A second API server of the same deployment, for the remote import and delete tests.
+    remote = "alternate_image_endpoint = image_remote\n" if facts.get("image_remote_url") else ""
     return f"""\
 [DEFAULT]
 log_file = {workspace}/tempest.log
@@ -115,7 +117,7 @@ http_qcow2_image = {files_url}/{QCOW2_IMAGE}
 disk_formats = raw,ami,ari,aki,ploop,raw,qcow2,iso
 image_caching_enabled = False
 hashing_algorithm = sha512
-
+{remote}
 [image-feature-enabled]
 manage_locations = True
 http_store_enabled = True

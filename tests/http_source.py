@@ -1,9 +1,11 @@
 """A loopback HTTP server that serves image bytes for the HTTP store (http.server in a thread).
 
 `Source.add(name, data)` serves `data` at `source.url(name)`, with HEAD (Content-Length) and
-single `Range: bytes=a-b` GETs. `stall(name, gets)` makes that many next GETs of `name` send
-half of the bytes and then wait until `release()` (or 30 s): a reader caught mid-read. Every
-request is recorded in `requests` as `(method, path)`, so a test sees what the service asked.
+single `Range: bytes=a-b` GETs; `redirect(name, target)` answers `name` with a 302 to
+`target`. `stall(name, gets, after=0)` makes that many GETs of `name`, after the next `after`
+ones, send half of the bytes and then wait until `release()` (or 30 s): a reader caught
+mid-read. Every request is recorded in `requests` as `(method, path)`, so a test sees what
+the service asked.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ class Source:
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self._stalls: dict[str, int] = {}
+        self._passes: dict[str, int] = {}  # GETs let through before the stalls
         self.stalled = threading.Event()  # set while a GET waits in a stall
         self.released = threading.Event()
         self.lock = threading.Lock()
@@ -39,9 +43,14 @@ class Source:
         self.files[name] = data
         return self.url(name)
 
-    def stall(self, name: str, gets: int = 1) -> None:
+    def redirect(self, name: str, target: str) -> str:
+        self.redirects[name] = target
+        return self.url(name)
+
+    def stall(self, name: str, gets: int = 1, after: int = 0) -> None:
         with self.lock:
             self._stalls[name] = gets
+            self._passes[name] = after
         self.released.clear()
         self.stalled.clear()
 
@@ -53,6 +62,9 @@ class Source:
 
     def _take_stall(self, name: str) -> bool:
         with self.lock:
+            if self._passes.get(name, 0) > 0:
+                self._passes[name] -= 1
+                return False
             left = self._stalls.get(name, 0)
             if left > 0:
                 self._stalls[name] = left - 1
@@ -83,6 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
         source = self.source
         path = self.path.split("#", 1)[0]
         source.requests.append(("HEAD" if head else "GET", path))
+        target = source.redirects.get(path.lstrip("/"))
+        if target is not None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = source.files.get(path.lstrip("/"))
         if data is None:
             self.send_response(404)
