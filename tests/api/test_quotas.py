@@ -28,6 +28,7 @@ from tests.api.helpers import (
     uid,
     upload,
 )
+from tests.api.test_locations import wait_tasks
 from tests.servers import Server, start_server
 
 QUOTAS = ("image_size_total", "image_stage_total", "image_count_total", "image_count_uploading")
@@ -358,3 +359,52 @@ def test_bad_quota_settings_stop_serve(tmp_path: Path, setting: str, value: str,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"glimpse: configuration error: {message}"), done.stderr
+
+
+# -- staging and import ---------------------------------------------------------------------------
+
+def stage(client: httpx.Client, image_id: str, data: bytes) -> httpx.Response:
+    return client.put(f"/v2/images/{image_id}/stage", content=data, headers=OCTET)
+
+
+def test_staging_over_image_stage_total_is_413_and_nothing_is_kept(
+        project: httpx.Client, quota_server: Server) -> None:
+    image = create_raw(project)  # the quota server allows nothing in staging
+    assert_quota_error(stage(project, image["id"], b"s" * 10), "image_stage_total")
+    assert_queued_without_data(project, image["id"])
+    assert list((quota_server.data_dir / "staging").glob(f"*{image['id']}*")) == []
+    assert used(project)["image_stage_total"] == 0
+
+
+@pytest.fixture(scope="module")
+def import_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Room for 1000 bytes in stores but 5000 in staging."""
+    srv = start_server(tmp_path_factory.mktemp("import-quota") / "data",
+                       image_size_total=SIZE_LIMIT, image_stage_total=5 * SIZE_LIMIT)
+    yield srv
+    srv.stop()
+
+
+def test_an_import_past_image_size_total_fails_and_keeps_nothing(
+        import_server: Server, connect: Callable[..., httpx.Client]) -> None:
+    client = connect(import_server.url, **{"X-Project-Id": f"q-{uid()}", "X-Roles": "member"})
+    image = create_raw(client)
+    data = b"i" * (SIZE_LIMIT + 1)
+    assert stage(client, image["id"], data).status_code == 204
+    assert used(client)["image_stage_total"] == len(data)
+    resp = client.post(f"/v2/images/{image['id']}/import",
+                       json={"method": {"name": "glance-direct"}})
+    assert resp.status_code == 202, resp.text
+    [task] = wait_tasks(client, image["id"], "failure")
+    assert "image_size_total is over limit" in task["message"], task
+    assert_queued_without_data(client, image["id"])
+    assert used(client)["image_size_total"] == 0
+    stored = [p for p in import_server.data_dir.rglob(f"*{image['id']}*") if p.is_file()]
+    assert stored == []
+    # within the quota the same project imports fine
+    small = create_raw(client)
+    assert stage(client, small["id"], b"k" * SIZE_LIMIT).status_code == 204
+    assert client.post(f"/v2/images/{small['id']}/import",
+                       json={"method": {"name": "glance-direct"}}).status_code == 202
+    wait_tasks(client, small["id"], "success")
+    assert used(client)["image_size_total"] == SIZE_LIMIT

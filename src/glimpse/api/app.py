@@ -139,7 +139,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             glance_download=GlanceDownloader(
                 settings.keystone_auth_url, settings.web_download_timeout,
                 settings.glance_download_properties) if settings.auth == "keystone" else None,
-        ), staging_files=staging_files)
+        ), staging_files=staging_files, quotas=quotas)
     import_task = ImportTask(import_service)
     runner.register(IMPORT_TASK, import_task)
     runner.register(LEGACY_IMPORT, LegacyImport(repo, import_service, import_task, mutate))

@@ -47,6 +47,7 @@ from glimpse.services.members import membership_of
 from glimpse.services.mutations import Mutator
 from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
 from glimpse.services.policy import Policy
+from glimpse.services.quotas import QuotaService, UploadBudget
 from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.services.tasks import TaskFailed
 from glimpse.stores.base import Reader, Store, drain
@@ -118,8 +119,10 @@ class ImportService:
                  policy: Policy, stores: dict[str, Store], staging: Store,
                  sessions: UploadSessions, cleanup: Cleanup, settings: ImportSettings,
                  clock: Callable[[], datetime] = _now,
-                 staging_files: StagingFiles | None = None) -> None:
+                 staging_files: StagingFiles | None = None,
+                 quotas: QuotaService | None = None) -> None:
         self._repo = repo
+        self._quotas = quotas
         self._cleanup = cleanup
         self._members = members
         self._mutate = mutate
@@ -149,19 +152,27 @@ class ImportService:
             raise NotFound("The glance-direct import method is not enabled on this server.")
         member = await membership_of(self._members, ctx, image_id)
         session = UploadSession.open(image_id, self._staging.id, Purpose.STAGE, self._clock())
+        image = await self._repo.get(image_id)
+        self._policy.check("upload_image", ctx, image, member, "stage data for")
+        # image_stage_total and image_count_uploading: refused before any byte when the
+        # declared size does not fit, checked as the data arrives, and exactly when it is done.
+        budget = await self._quotas.budget(image.owner) if self._quotas is not None else None
+        limits = budget.limits if budget is not None else None
+        if budget is not None:
+            budget.check_staged(declared_size or 0)
 
         def begin(image: Image) -> None:
             self._policy.check("upload_image", ctx, image, member, "stage data for")
             image.begin_stage(session.id)
 
-        await self._mutate(image_id, begin, opened=[session])
+        await self._mutate(image_id, begin, limits, opened=[session])
         try:
-            size = await self._write(session, chunks, [], declared_size, None)
+            size = await self._write(session, chunks, [], declared_size, None, budget)
 
             def finish(image: Image) -> None:
                 image.finish_stage(session.id, session.location, size)
 
-            await self._mutate(image_id, finish, closed=[session.id])
+            await self._mutate(image_id, finish, limits, closed=[session.id])
         except BaseException:
             with CancelScope(shield=True):
                 await self._settle_failed(session, lambda img: img.fail_stage(session.id))
@@ -169,7 +180,7 @@ class ImportService:
 
     async def _write(self, session: UploadSession, chunks: AsyncIterator[bytes],
                      stages: Sequence[Stage], declared: int | None,
-                     size_hint: int | None) -> int:
+                     size_hint: int | None, staged_budget: UploadBudget | None = None) -> int:
         """Stream into the session's store under its key, with a heartbeat; commits on
         success, aborts (nothing left) on any failure."""
         store = self._store_of(session.location.store)
@@ -177,8 +188,13 @@ class ImportService:
         try:
             writer = await store.open_writer(session.location.key, size_hint or declared)
             try:
-                size = await stream(chunks, stages, writer,
-                                    Bounds(self._settings.size_cap, declared))
+                bounds = Bounds(self._settings.size_cap, declared)
+                if staged_budget is not None:
+                    limit = staged_budget.limits.image_stage_total
+                    bounds.left = (None if limit is None
+                                   else limit - staged_budget.usage.image_stage_total)
+                    bounds.over_budget = staged_budget.check_staged
+                size = await stream(chunks, stages, writer, bounds)
                 for stage in stages:
                     finish = getattr(stage, "finish", None)
                     if finish is not None:
@@ -412,7 +428,13 @@ class ImportTask:
             img.properties[IMPORTING] = ""
             return staged
 
-        await svc._mutate(image_id, finish)
+        # image_size_total, exactly, when the image becomes active (a copy adds no size)
+        limits = (await svc._quotas.limits(image.owner) if svc._quotas is not None
+                  else None)
+        try:
+            await svc._mutate(image_id, finish, limits)
+        except TooLarge as exc:
+            raise TaskFailed(exc.message) from exc
         self._converted.pop(task.id, None)
         self._copied.pop(task.id, None)
         return {"image_id": image_id, "stores": done}
