@@ -619,3 +619,38 @@ allow_private_networks = true
     assert not done.get("os_glance_import_task")
     assert committed(tmp_path / "local", image["id"]) == RAW
     assert client.get(f"/v2/images/{image['id']}/file").content == RAW
+
+
+def test_copy_image_inspects_what_it_copies(tmp_path: Path,
+                                            connect: Callable[..., httpx.Client]) -> None:
+    """Bytes that reached a store without inspection (a legacy location, which reads no data)
+    are inspected when copied: random bytes claiming to be qcow2 never land in a second store."""
+    config = tmp_path / "glimpse.toml"
+    config.write_text("show_multiple_locations = true\ndefault_store = \"fast\"\n" + "".join(
+        f'\n[stores.{name}]\ndriver = "filesystem"\npath = "{tmp_path / name}"\n'
+        for name in ("fast", "cheap")))
+    server = start_server(tmp_path / "data", config=config, **FAST)
+    try:
+        client = connect(server.url)
+        made = client.post("/v2/images", json={"disk_format": "qcow2",
+                                                "container_format": "bare"})
+        image = made.json()
+        (tmp_path / "fast").mkdir(exist_ok=True)
+        lying = tmp_path / "fast" / "planted"
+        lying.write_bytes(os.urandom(64 * 1024))
+        resp = client.patch(f"/v2/images/{image['id']}", json=[{
+            "op": "add", "path": "/locations/-",
+            "value": {"url": f"file://{tmp_path / 'fast'}/planted", "metadata": {}}}],
+            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+        assert resp.status_code == 200, resp.text
+        assert show(client, image["id"])["status"] == "active"
+        assert import_(client, image["id"], "copy-image",
+                       stores=["cheap"]).status_code == 202
+        task = failed(client, image["id"])
+        assert "qcow2" in task["message"] and "refused" in task["message"].lower(), task
+        done = show(client, image["id"])
+        assert (done["status"], done["stores"]) == ("active", "fast")
+        assert done["os_glance_failed_import"] == "cheap"
+        assert not [p for p in (tmp_path / "cheap").glob("*") if p.is_file()]
+    finally:
+        server.stop()

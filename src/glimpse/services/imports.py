@@ -625,15 +625,15 @@ class ImportTask:
         md5 = Hasher("md5")
         multihash = Hasher(svc._settings.hashing_algorithm)
         stages: list[Stage] = [md5, multihash]
-        inspection: FormatInspection | None = None
-        if method != "copy-image":  # a copy moves data already inspected
-            inspection = FormatInspection(image.disk_format, image.container_format,
-                                          svc._settings.inspection)
-            stages.append(inspection)
-            signature = await to_thread.run_sync(SignatureVerification.for_image,
-                                                 image.properties, svc._settings.certificates)
-            if signature is not None:
-                stages.append(signature)
+        # Every path that brings bytes into a store inspects them, copies too: the bytes read
+        # back from a store are checked again, never trusted for having passed once.
+        inspection = FormatInspection(image.disk_format, image.container_format,
+                                      svc._settings.inspection)
+        stages.append(inspection)
+        signature = await to_thread.run_sync(SignatureVerification.for_image,
+                                             image.properties, svc._settings.certificates)
+        if signature is not None:
+            stages.append(signature)
         reader: Reader = await svc._store_of(source.store).open_reader(source.key)
         try:
             size = await svc._write(session, drain(reader), stages, None, reader.size)
@@ -641,8 +641,7 @@ class ImportTask:
             with CancelScope(shield=True):
                 await svc._settle_failed(session, lambda img: None)
             raise
-        virtual = inspection.finish().virtual_size if inspection is not None else \
-            image.virtual_size
+        virtual = inspection.finish().virtual_size  # finished by `_write`: its result again
         digest = Digest(size, md5.hexdigest(), svc._settings.hashing_algorithm,
                         multihash.hexdigest(), virtual)
         location = session.location
