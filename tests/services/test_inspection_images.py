@@ -110,7 +110,7 @@ def test_converted_images_with_data_are_detected(work: Path) -> None:
 def test_an_iso_made_by_a_mastering_tool_is_detected(work: Path) -> None:
     tool = shutil.which("genisoimage") or shutil.which("xorriso")
     if tool is None:
-        pytest.skip("no genisoimage/xorriso here: tests/unit covers a crafted ISO")
+        pytest.fail("no genisoimage/xorriso here: `bash scripts/debian-packages xorriso`")
     (work / "tree").mkdir(exist_ok=True)
     (work / "tree" / "hello.txt").write_text("hello\n")
     path = work / "disc.iso"
@@ -122,7 +122,7 @@ def test_an_iso_made_by_a_mastering_tool_is_detected(work: Path) -> None:
 
 def test_a_gpt_disk_made_by_sgdisk_is_raw_or_gpt(work: Path) -> None:
     if shutil.which("sgdisk") is None:
-        pytest.skip("no sgdisk here: tests/unit covers a crafted GPT disk")
+        pytest.fail("no sgdisk here: `bash scripts/debian-packages gdisk`")
     path = create(work / "gpt.raw", "raw")
     subprocess.run(["sgdisk", "-n", "1:2048:0", str(path)], check=True, capture_output=True)
     assert stream(path, "raw") == Inspected("gpt", 16 * MiB)
