@@ -974,6 +974,32 @@ def fmt(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
 
 
+def run_section_alone(opts: argparse.Namespace, cleanup: contextlib.ExitStack,
+                      space: Callable[[int], int],
+                      measure: Callable[[Results, argparse.Namespace, Path, Path,
+                                         contextlib.ExitStack], None]) -> Results:
+    """One benchmark section on its own (`--stores`, `--pipeline`): a working folder with room
+    for `space(size)` bytes, a random source file of the chosen size, then `measure`."""
+    t0 = time.perf_counter()
+    res = Results(started=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+                        size=opts.size_mib * MIB, reps=opts.reps)
+    tools = ensure_tools(not opts.no_install)
+    base, disk = pick_base(opts.tmp_base, space(res.size))
+    work = Path(tempfile.mkdtemp(prefix="glimpse-bench-", dir=base))
+    cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+    log(f"working in {work} ({disk.fstype} on {disk.source})")
+    res.env = environment(tools, disk, work)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    source = work / "image.bin"
+    log(f"writing {res.size / MIB:.0f} MiB of random bytes to {source.name}")
+    res.values["make_file_s"] = make_random_file(source, res.size)
+    measure(res, opts, work, source, cleanup)
+    load = os.getloadavg()
+    res.env["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    res.wall = time.perf_counter() - t0
+    return res
+
+
 def section_report(title: str, res: Results, targets: Sequence[Sequence[str]],
                    section: list[str]) -> str:
     """The report of a section run alone (`--identity`, `--stores`)."""

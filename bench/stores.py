@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import math
-import os
 import resource
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -526,21 +522,4 @@ def needed_space(size: int) -> int:
 
 def run_alone(opts: argparse.Namespace, cleanup: contextlib.ExitStack) -> bench.Results:
     """`--stores`: only this benchmark (its own source file; no nginx)."""
-    t0 = time.perf_counter()
-    res = bench.Results(started=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
-                        size=opts.size_mib * bench.MIB, reps=opts.reps)
-    tools = bench.ensure_tools(not opts.no_install)
-    base, disk = bench.pick_base(opts.tmp_base, needed_space(res.size))
-    work = Path(tempfile.mkdtemp(prefix="glimpse-bench-", dir=base))
-    cleanup.callback(shutil.rmtree, work, ignore_errors=True)
-    bench.log(f"working in {work} ({disk.fstype} on {disk.source})")
-    res.env = bench.environment(tools, disk, work)
-    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    source = work / "image.bin"
-    bench.log(f"writing {res.size / bench.MIB:.0f} MiB of random bytes to {source.name}")
-    res.values["make_file_s"] = bench.make_random_file(source, res.size)
-    measure(res, opts, work, source, cleanup)
-    load = os.getloadavg()
-    res.env["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    res.wall = time.perf_counter() - t0
-    return res
+    return bench.run_section_alone(opts, cleanup, needed_space, measure)

@@ -26,6 +26,12 @@ def show(url: str, image_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def tasks_of(url: str, image_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{url}/v2/images/{image_id}/tasks", headers=JSON)
+    assert response.status_code == 200, response.text
+    return list(response.json()["tasks"])
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from tests.http_source import Source, serving
-from tests.resilience.helpers import JSON, create_image, files_of, show, wait_for
+from tests.resilience.helpers import JSON, create_image, files_of, show, tasks_of, wait_for
 from tests.servers import Server
 
 DATA = bytes(range(256)) * 4096 + b"odd"  # 1 MiB and a bit
@@ -47,19 +47,13 @@ allow_private_networks = true
     return config
 
 
-def _tasks(url: str, image_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/v2/images/{image_id}/tasks", headers=JSON)
-    assert response.status_code == 200, response.text
-    return list(response.json()["tasks"])
-
-
 def _import(url: str, image_id: str, body: dict[str, Any]) -> None:
     started = httpx.post(f"{url}/v2/images/{image_id}/import", json=body, headers=JSON)
     assert started.status_code == 202, started.text
 
 
 def _settled(url: str, image_id: str) -> bool:
-    tasks = _tasks(url, image_id)
+    tasks = tasks_of(url, image_id)
     return bool(tasks) and all(t["status"] in ("success", "failure") for t in tasks)
 
 
@@ -101,7 +95,7 @@ def test_a_killed_web_download_is_resumed_by_another_server(
         assert (image["size"], image["stores"]) == (len(DATA), "a")
         assert not image.get("os_glance_import_task")
         assert image["os_glance_importing_to_stores"] == ""
-        [task] = _tasks(second.url, image_id)
+        [task] = tasks_of(second.url, image_id)
         assert task["status"] == "success", task
         assert source.gets_of(name) == 2  # read again from the start
         got = httpx.get(f"{second.url}/v2/images/{image_id}/file", headers=JSON)
@@ -129,7 +123,7 @@ def test_a_resumed_web_download_that_fails_frees_the_image(
 
         second = make_server(shared, config=config, **FAST)
         wait_for(lambda: _settled(second.url, image_id), 60, "the resumed task to end")
-        [task] = _tasks(second.url, image_id)
+        [task] = tasks_of(second.url, image_id)
         assert task["status"] == "failure", task
         assert "404" in task["message"] or "not found" in task["message"].lower(), task
         image = show(second.url, image_id)
@@ -170,7 +164,7 @@ def test_a_copy_resumed_after_its_first_store_leaves_one_copy_per_store(
 
         second = make_server(shared, config=config, **FAST)
         wait_for(lambda: _settled(second.url, image_id), 60, "the resumed copy to end")
-        [task] = [t for t in _tasks(second.url, image_id) if t["type"] == "api_image_import"]
+        [task] = [t for t in tasks_of(second.url, image_id) if t["type"] == "api_image_import"]
         assert task["status"] == "success", task
         image = show(second.url, image_id)
         assert image["status"] == "active"

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from tests.http_source import Source, serving
-from tests.resilience.helpers import JSON, create_image, show, wait_for
+from tests.resilience.helpers import JSON, create_image, show, tasks_of, wait_for
 from tests.servers import Server
 
 DATA = bytes(range(256)) * 4096 + b"odd"  # 1 MiB and a bit
@@ -38,12 +37,6 @@ driver = "http"
 allow_private_networks = true
 ''')
     return config
-
-
-def _tasks(url: str, image_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/v2/images/{image_id}/tasks", headers=JSON)
-    assert response.status_code == 200, response.text
-    return list(response.json()["tasks"])
 
 
 def _start_import(server: Server, source: Source, name: str) -> str:
@@ -82,7 +75,7 @@ def test_a_killed_task_is_resumed_by_another_server(
         assert image["checksum"] == hashlib.md5(DATA).hexdigest()
         assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
         assert image["size"] == len(DATA)
-        [task] = _tasks(second.url, image_id)
+        [task] = tasks_of(second.url, image_id)
         assert task["status"] == "success", task
         assert source.gets_of(name) == 2  # read again from the start
         got = httpx.get(f"{second.url}/v2/images/{image_id}/file", headers=JSON)
@@ -108,7 +101,7 @@ def test_a_task_abandoned_too_often_fails_and_frees_the_image(
         last = make_server(shared, config=config, **FAST)
         wait_for(lambda: show(last.url, image_id)["status"] == "queued", 60,
                  "the abandoned task to give the image back")
-        [task] = _tasks(last.url, image_id)
+        [task] = tasks_of(last.url, image_id)
         assert task["status"] == "failure", task
         assert "interrupted too many times" in task["message"]
         image = show(last.url, image_id)
