@@ -99,6 +99,14 @@ def settled(client: httpx.Client, image_id: str, timeout: float = 60) -> dict[st
     raise AssertionError(f"the import of {image_id} did not end in {timeout} s")
 
 
+def assert_succeeded(image: dict[str, Any], server: Server | None = None) -> None:
+    """The import task succeeded; if not, its message and the server's last log lines say why."""
+    task = image["task"]
+    if task["status"] != "success":
+        tail = server.log()[-4000:] if server is not None else ""
+        raise AssertionError(f"task {task['status']}: {task.get('message')!r}\n{tail}")
+
+
 def download(client: httpx.Client, image_id: str) -> bytes:
     resp = client.get(f"/v2/images/{image_id}/file")
     assert resp.status_code == 200, resp.text
@@ -121,7 +129,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
 
 
 def assert_raw_of(client: httpx.Client, image: dict[str, Any], expected: bytes) -> None:
-    assert image["status"] == "active", image["task"]
+    assert_succeeded(image)
+    assert image["status"] == "active"
     assert (image["disk_format"], image["container_format"]) == ("raw", "bare")
     assert image["size"] == image["virtual_size"] == len(expected) == 16 * MiB
     assert image["checksum"] == hashlib.md5(expected).hexdigest()
@@ -135,7 +144,7 @@ def test_glance_direct_converts_to_raw(conv: httpx.Client, converting: Server,
                                        images: dict[str, Path], disk_format: str) -> None:
     expected = images["expected"].read_bytes()
     image = stage_and_import(conv, images[disk_format], disk_format)
-    assert image["task"]["status"] == "success", image["task"]
+    assert_succeeded(image, converting)
     assert_raw_of(conv, image, expected)
     # the staged original went to a deletion job; nothing else is left in staging
     staging = converting.data_dir / "staging"
@@ -144,7 +153,7 @@ def test_glance_direct_converts_to_raw(conv: httpx.Client, converting: Server,
     assert not [p for p in staging.iterdir() if p.name.startswith(".")]
 
 
-def test_web_download_converts_to_raw(conv: httpx.Client, source: Source,
+def test_web_download_converts_to_raw(conv: httpx.Client, converting: Server, source: Source,
                                       images: dict[str, Path]) -> None:
     url = source.add("disk.qcow2", images["qcow2"].read_bytes())
     image = create(conv, name="web", disk_format="qcow2", container_format="bare")
@@ -152,7 +161,7 @@ def test_web_download_converts_to_raw(conv: httpx.Client, source: Source,
                      json={"method": {"name": "web-download", "uri": url}})
     assert resp.status_code == 202, resp.text
     image = settled(conv, image["id"])
-    assert image["task"]["status"] == "success", image["task"]
+    assert_succeeded(image, converting)
     assert_raw_of(conv, image, images["expected"].read_bytes())
 
 
@@ -183,7 +192,7 @@ def test_failure_after_conversion_restores_the_formats(conv: httpx.Client,
     assert (image["disk_format"], image["container_format"]) == ("qcow2", "ovf")
 
 
-def test_already_in_the_output_format_is_unchanged(conv: httpx.Client,
+def test_already_in_the_output_format_is_unchanged(conv: httpx.Client, converting: Server,
                                                    images: dict[str, Path]) -> None:
     expected = images["expected"].read_bytes()
     image = create(conv, name="raw", disk_format="raw", container_format="ovf")
@@ -192,7 +201,7 @@ def test_already_in_the_output_format_is_unchanged(conv: httpx.Client,
     assert conv.post(f"/v2/images/{image['id']}/import",
                      json={"method": {"name": "glance-direct"}}).status_code == 202
     image = settled(conv, image["id"])
-    assert image["task"]["status"] == "success", image["task"]
+    assert_succeeded(image, converting)
     assert (image["disk_format"], image["container_format"]) == ("raw", "ovf")
     assert image["os_hash_value"] == hashlib.sha512(expected).hexdigest()
 
@@ -201,7 +210,7 @@ def test_conversion_off_leaves_the_data_unchanged(api: httpx.Client,
                                                   images: dict[str, Path]) -> None:
     data = images["qcow2"].read_bytes()
     image = stage_and_import(api, images["qcow2"], "qcow2")
-    assert image["task"]["status"] == "success", image["task"]
+    assert_succeeded(image)
     assert (image["disk_format"], image["container_format"]) == ("qcow2", "ovf")
     assert image["size"] == len(data) and image["virtual_size"] == 16 * MiB
     assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()

@@ -266,6 +266,22 @@ async def test_address_space_limit_fails_clearly(guest: Path, workdir: Path) -> 
         await convert(guest, "raw", settings, workdir)
 
 
+async def test_a_tight_address_space_holds_for_a_valid_convert(workdir: Path,
+                                                                tmp_path: Path) -> None:
+    """qemu-img's I/O threads each got a 64 MiB malloc arena of address space; how many ran
+    depended on timing, so a convert of a valid vmdk failed at random under the limit (half
+    the time at 300 MB on an idle machine, once at 1 GiB in a loaded CI run)."""
+    disk = tmp_path / "random.raw"
+    with disk.open("wb") as f:
+        f.write(os.urandom(2 * MiB))
+        f.truncate(16 * MiB)
+    source = made(disk, "vmdk")
+    settings = ConversionSettings(output_format="raw", address_space=300_000_000)
+    for _ in range(10):
+        result = await convert(source, "vmdk", settings, workdir)
+        result.path.unlink()
+
+
 async def test_timeout_kills_qemu_img(busy: Path, workdir: Path) -> None:
     settings = ConversionSettings(output_format="qcow2", compress=True, convert_timeout=0.5)
     with pytest.raises(ConversionFailed, match=r"qemu-img convert took longer than 0.5 s"):

@@ -262,7 +262,11 @@ async def _run(qemu: str, args: list[str], cpu_seconds: int, address_space: int,
     command = f"qemu-img {args[0]}"
     argv = [prlimit, f"--as={address_space}", f"--cpu={cpu_seconds}:{cpu_seconds + 1}", "--",
             qemu, *args]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    # One malloc arena: glibc reserves 64 MiB of address space per thread arena, and qemu's
+    # block-layer thread pool grows with I/O latency, so under load the default arenas alone
+    # could pass the address-space limit and abort a convert of a small, valid image.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
+           "MALLOC_ARENA_MAX": "1"}
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
