@@ -268,15 +268,16 @@ async def test_address_space_limit_fails_clearly(guest: Path, workdir: Path) -> 
 
 async def test_a_tight_address_space_holds_for_a_valid_convert(workdir: Path,
                                                                 tmp_path: Path) -> None:
-    """qemu-img's I/O threads each got a 64 MiB malloc arena of address space; how many ran
-    depended on timing, so a convert of a valid vmdk failed at random under the limit (half
-    the time at 300 MB on an idle machine, once at 1 GiB in a loaded CI run)."""
+    """qemu-img's I/O threads each took an 8 MiB stack and a 64 MiB malloc arena of address
+    space; how many ran depended on I/O latency, so a convert of a valid vmdk failed at random
+    under the limit (a quarter of the time at 400 MB on an idle machine, once at 1 GiB in a
+    loaded CI run)."""
     disk = tmp_path / "random.raw"
     with disk.open("wb") as f:
         f.write(os.urandom(2 * MiB))
         f.truncate(16 * MiB)
     source = made(disk, "vmdk")
-    settings = ConversionSettings(output_format="raw", address_space=300_000_000)
+    settings = ConversionSettings(output_format="raw", address_space=400_000_000)
     for _ in range(10):
         result = await convert(source, "vmdk", settings, workdir)
         result.path.unlink()

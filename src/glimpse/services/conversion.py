@@ -68,6 +68,7 @@ RAW_CONTENT = frozenset({"raw", "gpt", "luks"})
 _VHD_DIFFERENCING = 4  # the disk type at byte 60 of a VHD footer (and of its header copy)
 CHUNK = 1 << 20
 OUTPUT_CAP = 1 << 20  # bytes of stdout / stderr kept from one qemu-img run
+THREAD_STACK = 2 << 20  # RLIMIT_STACK of qemu-img: the stack of each of its threads
 
 
 class ConversionFailed(DomainError):
@@ -260,11 +261,13 @@ async def _run(qemu: str, args: list[str], cpu_seconds: int, address_space: int,
     prlimit = _prlimit()
     limits = f"address space {address_space} bytes, CPU {cpu_seconds} s"
     command = f"qemu-img {args[0]}"
-    argv = [prlimit, f"--as={address_space}", f"--cpu={cpu_seconds}:{cpu_seconds + 1}", "--",
-            qemu, *args]
-    # One malloc arena: glibc reserves 64 MiB of address space per thread arena, and qemu's
-    # block-layer thread pool grows with I/O latency, so under load the default arenas alone
-    # could pass the address-space limit and abort a convert of a small, valid image.
+    # qemu's block-layer thread pool grows with I/O latency (up to 64 threads), and each thread
+    # took an 8 MiB stack and a 64 MiB malloc arena of address space: under load a convert of
+    # a small, valid image passed the address-space limit and aborted. So: 2 MiB thread stacks
+    # (RLIMIT_STACK, which glibc uses for them; qemu's coroutines have 1 MiB stacks of their
+    # own) and one malloc arena.
+    argv = [prlimit, f"--as={address_space}", f"--cpu={cpu_seconds}:{cpu_seconds + 1}",
+            f"--stack={THREAD_STACK}", "--", qemu, *args]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
            "MALLOC_ARENA_MAX": "1"}
     proc = await asyncio.create_subprocess_exec(
