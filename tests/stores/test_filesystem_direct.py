@@ -1,0 +1,83 @@
+"""The filesystem driver's direct writes (`O_DIRECT` through an aligned buffer, the unaligned
+tail buffered at commit) against buffered writes: the same bytes for every size around the
+buffer and block boundaries, and, direct, the data not left in the page cache (util-linux
+`fincore` reads the kernel's residency of the committed file)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from glimpse.stores.filesystem import DIRECT_BUFFER, FilesystemDriver
+
+pytestmark = pytest.mark.anyio
+BLOCK = 4096
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
+    """`data` cut into chunks of `sizes`, cycling."""
+    chunks, at, i = [], 0, 0
+    while at < len(data):
+        size = sizes[i % len(sizes)]
+        chunks.append(data[at:at + size])
+        at += size
+        i += 1
+    return chunks
+
+
+SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, DIRECT_BUFFER - 1, DIRECT_BUFFER, DIRECT_BUFFER + 1,
+         2 * DIRECT_BUFFER + BLOCK + 7]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+@pytest.mark.parametrize("size", SIZES)
+async def test_every_size_round_trips(tmp_path: Path, direct: bool, size: int) -> None:
+    driver = FilesystemDriver(tmp_path / "objects", direct_writes=direct)
+    data = os.urandom(size)
+    writer = await driver.open_writer("key")
+    # odd chunk sizes, several write calls: the buffer fills across chunks and calls
+    chunks = chunked(data, [65536 + 3, 1, 300_001])
+    for at in range(0, len(chunks), 3):
+        await writer.write(chunks[at:at + 3])
+    stored = await writer.commit()
+    assert stored.size == size
+    assert driver.path_of("key").read_bytes() == data
+    assert [p.name for p in driver.root.iterdir()] == ["key"]  # no partial file left
+
+
+async def test_abort_leaves_nothing(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path / "objects")
+    writer = await driver.open_writer("key")
+    await writer.write([os.urandom(DIRECT_BUFFER + 5)])
+    await writer.abort()
+    assert list(driver.root.iterdir()) == []
+
+
+def resident(path: Path) -> int:
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+async def test_direct_writes_bypass_the_page_cache(tmp_path: Path, direct: bool) -> None:
+    driver = FilesystemDriver(tmp_path / "objects", direct_writes=direct)
+    size = 16 * DIRECT_BUFFER + 100
+    writer = await driver.open_writer("key")
+    await writer.write(chunked(os.urandom(size), [262144]))
+    await writer.commit()
+    cached = resident(driver.path_of("key"))
+    if direct:
+        assert cached <= BLOCK, cached  # at most the tail's page
+    else:
+        assert cached >= size - BLOCK, cached
