@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import Engine, inspect, text
 
 from glimpse.registry.engine import make_engine
@@ -11,12 +12,17 @@ from glimpse.registry.migrate import upgrade
 from tests.registry.conftest import TABLES
 
 
-def test_servers_starting_together_migrate_a_fresh_database_once(engine: Engine) -> None:
+@pytest.mark.parametrize("round", range(5))
+def test_servers_starting_together_migrate_a_fresh_database_once(engine: Engine,
+                                                                 round: int) -> None:
+    """Six servers at once, five times over: the lock held until an upgrade had committed
+    (released before, the next one read the old schema: once "database is locked" on SQLite
+    in a loaded run)."""
     with engine.begin() as conn:  # back to an empty database
         for table in TABLES:
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     # Each "server" has an engine of its own, as separate processes would.
-    engines = [make_engine(engine.url.render_as_string(hide_password=False)) for _ in range(4)]
+    engines = [make_engine(engine.url.render_as_string(hide_password=False)) for _ in range(6)]
     barrier = threading.Barrier(len(engines))
     errors: list[BaseException] = []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from glimpse.registry.engine import write_lock
 
@@ -25,19 +25,23 @@ _MYSQL_LOCK = "glimpse_migrations"
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine, conn: Connection) -> Iterator[None]:
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """The lock around an upgrade, held until its transaction has committed: released before,
+    the next server would read the schema as it was and fail on the same DDL (SQLite: a stale
+    snapshot, "database is locked"). PostgreSQL's is a transaction lock, taken in `upgrade`."""
     backend = engine.url.get_backend_name()
     if backend == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
         yield
     elif backend in ("mysql", "mariadb"):
-        got = conn.execute(text("SELECT GET_LOCK(:name, 120)"), {"name": _MYSQL_LOCK}).scalar()
-        if got != 1:
-            raise RuntimeError("timed out waiting for another server's schema migration")
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _MYSQL_LOCK})
+        with engine.connect() as conn:  # a named lock belongs to its session
+            got = conn.execute(text("SELECT GET_LOCK(:name, 120)"),
+                               {"name": _MYSQL_LOCK}).scalar()
+            if got != 1:
+                raise RuntimeError("timed out waiting for another server's schema migration")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _MYSQL_LOCK})
     else:
         with write_lock(engine):
             yield
@@ -48,6 +52,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     several servers at once."""
     config = Config()
     config.set_main_option("script_location", str(_HERE))
-    with engine.begin() as conn, _migration_lock(engine, conn):
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.url.get_backend_name() == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
