@@ -7,6 +7,7 @@ session; every test starts from empty tables.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from glimpse.registry.engine import make_engine
 from glimpse.registry.images import SqlImageRepository
 from glimpse.registry.migrate import upgrade
 
-TEST_DATABASE = "glimpse_registry_test"
+#: A database of this run's own (runs side by side never share one), dropped at its end.
+TEST_DATABASE = f"glimpse_registry_test_{uuid.uuid4().hex[:8]}"
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306",
@@ -31,19 +33,28 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _admin(name: str) -> Engine:
+    admin_db = "/postgres" if name == "postgresql" else "/"
+    return create_engine(SERVERS[name] + admin_db, isolation_level="AUTOCOMMIT")
+
+
 @pytest.fixture(scope="session")
-def server_databases() -> dict[str, str]:
+def server_databases() -> Iterator[dict[str, str]]:
     """A fresh database on each SQL server, for the whole session."""
     urls = {}
     for name, root in SERVERS.items():
-        admin_db = "/postgres" if name == "postgresql" else "/"
-        admin = create_engine(root + admin_db, isolation_level="AUTOCOMMIT")
+        admin = _admin(name)
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE}"))
             conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
         admin.dispose()
         urls[name] = f"{root}/{TEST_DATABASE}"
-    return urls
+    yield urls
+    for name in urls:
+        admin = _admin(name)
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if name == "postgresql" else ""
+            conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
