@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import httptools
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
@@ -218,8 +219,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_fields = False
 
     def on_body(self, body: bytes) -> None:
+        """uvicorn's, without two of the body's copies: uvicorn appends every piece to a
+        bytearray and `receive()` copies that into bytes; here a piece that arrives while
+        nothing waits is handed over as it is (`bytes()` of a bytes object is that object),
+        and only pieces that pile up before the app reads are joined."""
         self._in_fields = False
-        super().on_body(body)
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        if cycle.body:
+            cycle.body += body
+        else:
+            cycle.body = body  # type: ignore[assignment]  # read back with bytes(): no copy
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         self._in_fields = False

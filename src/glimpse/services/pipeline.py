@@ -2,13 +2,19 @@
 
 Chunks are gathered into batches of about `BUFFER_SIZE` bytes (never copied into one buffer);
 each batch goes to every stage — the MD5 `checksum`, the `os_hash_value`, the format inspector,
-the signature check — each in its own worker thread, in parallel with the store write. At most
-two batches are alive at a time, so memory stays flat whatever the image size. The byte count is
-checked against the size cap, the declared size and the quota budget as the data arrives.
+the signature check — and to the store write. Each of those is a lane: a task of its own that
+takes the batches in order, one at a time (a stage's `update` in a worker thread), so the lanes
+run in parallel and each may run up to `LANE_DEPTH` batches ahead of the slowest, instead of all
+waiting for the slowest at every batch. At most `LANE_DEPTH + 2` batches are alive at a time
+(the slowest lane's current and waiting ones, the one being gathered), so memory stays flat
+whatever the image size. The byte count is checked against the size cap, the declared size and
+the quota budget as the data arrives.
 
 A stage refuses data by raising (`RefusedData`, `Invalid`) from `update` or `finish`; the caller
-then aborts the writer, so nothing refused is ever committed. Every stage and the store write of a
-batch finish before a failure is raised, so a writer is never aborted while a write still runs.
+then aborts the writer, so nothing refused is ever committed. After a failure the lanes skip the
+batches they have not started, and every lane finishes the one it works on before the failure
+(the first in stage order, the store write last) is raised, so a writer is never aborted while
+a write still runs.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,6 +70,43 @@ class Bounds:
     still_allowed: Callable[[], None] | None = None
 
 
+#: Batches a stage may have waiting beyond the one it works on: lets each stage run ahead of
+#: the slowest by that much, so none idles while another finishes a batch.
+LANE_DEPTH = 1
+
+
+class _Lane:
+    """One stage, or the store write: takes the batches in order, one at a time, in a task of
+    its own. After any lane fails (`stop`), the rest skip what they have not started."""
+
+    def __init__(self, work: Callable[[list[bytes]], Awaitable[object]],
+                 stop: asyncio.Event) -> None:
+        self._work = work
+        self._stop = stop
+        self._queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(LANE_DEPTH)
+        self.error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while (batch := await self._queue.get()) is not None:
+            if self._stop.is_set():
+                continue
+            try:
+                await self._work(batch)
+            except BaseException as exc:  # raised by stream() once every lane has stopped
+                self.error = exc
+                self._stop.set()
+
+    async def put(self, batch: list[bytes]) -> None:
+        await self._queue.put(batch)
+
+    async def close(self) -> None:
+        """Wait until the lane has finished (or skipped) everything given to it."""
+        if not self._task.done():
+            await self._queue.put(None)
+        await self._task
+
+
 async def stream(chunks: AsyncIterator[bytes], stages: Sequence[Stage], writer: Writer | None,
                  bounds: Bounds) -> int:
     """Pass `chunks` through `stages` and into `writer` (None: only the stages); returns the
@@ -73,17 +116,31 @@ async def stream(chunks: AsyncIterator[bytes], stages: Sequence[Stage], writer: 
     size = 0
     batch: list[bytes] = []
     batched = 0
-    pending: asyncio.Future[None] | None = None
+    stop = asyncio.Event()
 
-    async def process(chunks: list[bytes]) -> None:
-        work = [to_thread.run_sync(stage.update, chunks) for stage in stages]
-        if writer is not None:
-            work.append(writer.write(chunks))
-        results = await asyncio.gather(*work, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    def in_thread(stage: Stage) -> Callable[[list[bytes]], Awaitable[None]]:
+        return lambda chunks: to_thread.run_sync(stage.update, chunks)
 
+    lanes = [_Lane(in_thread(stage), stop) for stage in stages]
+    if writer is not None:
+        lanes.append(_Lane(writer.write, stop))
+
+    async def close() -> None:
+        """Every lane finished; the first failure, in stage order, raised."""
+        with CancelScope(shield=True):
+            for lane in lanes:
+                await lane.close()
+        for lane in lanes:
+            if lane.error is not None:
+                raise lane.error
+
+    async def feed(batch: list[bytes]) -> None:
+        for lane in lanes:
+            await lane.put(batch)
+        if stop.is_set():
+            await close()
+
+    closed = False
     try:
         async for chunk in chunks:
             size += len(chunk)
@@ -100,19 +157,17 @@ async def stream(chunks: AsyncIterator[bytes], stages: Sequence[Stage], writer: 
             batch.append(chunk)  # no copy: stages and the store take the chunks as they are
             batched += len(chunk)
             if batched >= BUFFER_SIZE:
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(process(batch))
+                await feed(batch)
                 batch, batched = [], 0
-        if pending is not None:
-            await pending
-            pending = None
         if batch:
-            await process(batch)
+            await feed(batch)
+        closed = True
+        await close()
     finally:
-        if pending is not None:
-            with CancelScope(shield=True), contextlib.suppress(BaseException):
-                await pending
+        if not closed:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await close()
     if bounds.declared is not None and size != bounds.declared:
         raise Invalid(f"Received {size} bytes but x-openstack-image-size declared "
                       f"{bounds.declared}.")
