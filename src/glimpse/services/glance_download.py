@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from glimpse.stores.errors import ObjectNotFound, StoreError, StoreUnavailable
+from glimpse.stores.web import StreamedBody
 
 #: Glance's default `[glance_download_properties] extra_properties` (name prefixes).
 PROPERTY_PREFIXES = ("hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
@@ -44,7 +44,6 @@ _BASE = frozenset({
     "min_disk", "min_ram", "created_at", "updated_at", "tags", "self", "file", "schema",
     "direct_url", "locations", "stores", "location", "deleted", "deleted_at"})
 _RESERVED_PREFIX = "os_glance"
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,40 +77,21 @@ def _catalog_url(keystone_url: str) -> str:
     return base + "/auth/catalog"
 
 
-class RemoteData:
+class RemoteData(StreamedBody):
     """An open download of a remote image's data; `size` is its Content-Length, if sent."""
 
     def __init__(self, client: httpx.AsyncClient, response: httpx.Response, what: str,
                  size: int | None) -> None:
-        self.size = size
-        self._client: httpx.AsyncClient | None = client
-        self._response = response
+        super().__init__(client, response, size)
         self._what = what
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            received = 0
-            try:
-                async for part in self._response.aiter_raw(_CHUNK):
-                    received += len(part)
-                    yield part
-            except httpx.TransportError as exc:
-                raise StoreUnavailable(f"reading the data of {self._what} failed "
-                                       f"({type(exc).__name__}: {exc})") from exc
-            if self.size is not None and received != self.size:
-                raise StoreUnavailable(f"the data of {self._what} ended after {received} of "
-                                       f"its {self.size} bytes")
-        finally:
-            await self.aclose()
+    def broken(self, exc: httpx.TransportError) -> Exception:
+        return StoreUnavailable(f"reading the data of {self._what} failed "
+                                f"({type(exc).__name__}: {exc})")
 
-    async def aclose(self) -> None:
-        """Close the response and the client; idempotent."""
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await self._response.aclose()
-            finally:
-                await client.aclose()
+    def short(self, received: int) -> Exception:
+        return StoreUnavailable(f"the data of {self._what} ended after {received} of its "
+                                f"{self.size} bytes")
 
 
 class GlanceDownloader:

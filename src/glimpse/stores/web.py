@@ -195,38 +195,42 @@ def _unreachable(url: str, exc: httpx.TransportError, timeout: float) -> StoreUn
                             f"({type(exc).__name__}: {exc})")
 
 
-class WebDownload:
-    """An open download. `size` is the announced `Content-Length`, None when the server sent
-    none (a chunked or close-delimited body); `url` is the one answered, after redirects."""
+class StreamedBody:
+    """A response body streamed from an `httpx` client this object owns: `chunks()` yields it
+    as it arrives, counted (more than `limit` bytes, or a body that breaks or ends before its
+    `Content-Length`, raises: never a silently short stream), then closes the response and the
+    client. Subclasses word the errors."""
 
-    def __init__(self, client: httpx.AsyncClient, response: httpx.Response, url: str,
-                 size: int | None, size_limit: int, timeout: float) -> None:
+    def __init__(self, client: httpx.AsyncClient, response: httpx.Response, size: int | None,
+                 limit: int | None = None) -> None:
         self.size = size
-        self.url = url
         self._client: httpx.AsyncClient | None = client
         self._response = response
-        self._limit = size_limit
-        self._timeout = timeout
+        self._limit = limit
+
+    def too_large(self) -> Exception:
+        return StoreUnavailable(f"the body exceeds the limit of {self._limit} bytes")
+
+    def broken(self, exc: httpx.TransportError) -> Exception:
+        return StoreUnavailable(f"reading the body failed ({type(exc).__name__}: {exc})")
+
+    def short(self, received: int) -> Exception:
+        return StoreUnavailable(f"the body ended after {received} of its {self.size} bytes")
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body, in chunks as they arrive (at most 64 KiB). Raises `DownloadTooLarge` as
-        soon as the bytes exceed `size_limit`, `StoreUnavailable` for a body that breaks, stalls
-        past the timeout or ends before its `Content-Length`: never a silently short stream."""
+        """The body, in chunks as they arrive (at most 64 KiB)."""
         try:
             received = 0
             try:
                 async for part in self._response.aiter_raw():
                     received += len(part)
-                    if received > self._limit:
-                        raise DownloadTooLarge(
-                            f"web-download of {_shown(self.url)} failed: the body exceeds "
-                            f"the limit of {self._limit} bytes", self._limit)
+                    if self._limit is not None and received > self._limit:
+                        raise self.too_large()
                     yield part
             except httpx.TransportError as exc:
-                raise _unreachable(self.url, exc, self._timeout) from exc
+                raise self.broken(exc) from exc
             if self.size is not None and received != self.size:
-                raise StoreUnavailable(f"web-download of {_shown(self.url)} failed: the body "
-                                       f"ended after {received} of its {self.size} bytes")
+                raise self.short(received)
         finally:
             await self.aclose()
 
@@ -238,6 +242,30 @@ class WebDownload:
                 await self._response.aclose()
             finally:
                 await client.aclose()
+
+
+class WebDownload(StreamedBody):
+    """An open download. `size` is the announced `Content-Length`, None when the server sent
+    none (a chunked or close-delimited body); `url` is the one answered, after redirects.
+    `chunks()` raises `DownloadTooLarge` as soon as the bytes exceed `size_limit`,
+    `StoreUnavailable` for a body that breaks, stalls past the timeout or ends short."""
+
+    def __init__(self, client: httpx.AsyncClient, response: httpx.Response, url: str,
+                 size: int | None, size_limit: int, timeout: float) -> None:
+        super().__init__(client, response, size, size_limit)
+        self.url = url
+        self._timeout = timeout
+
+    def too_large(self) -> Exception:
+        return DownloadTooLarge(f"web-download of {_shown(self.url)} failed: the body exceeds "
+                                f"the limit of {self._limit} bytes", self._limit or 0)
+
+    def broken(self, exc: httpx.TransportError) -> Exception:
+        return _unreachable(self.url, exc, self._timeout)
+
+    def short(self, received: int) -> Exception:
+        return StoreUnavailable(f"web-download of {_shown(self.url)} failed: the body ended "
+                                f"after {received} of its {self.size} bytes")
 
 
 async def open_download(url: str, filters: ImportFilter, size_limit: int) -> WebDownload:
