@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.servers import Server, drop_databases, start_server
+from tests.stores import swift_server
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -49,3 +51,18 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield factory
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def swift_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real Swift for the session: the one `GLIMPSE_TEST_SWIFT` names, else our own."""
+    reused = swift_server.reused_facts()
+    if reused is not None:
+        yield reused
+        return
+    folder = tmp_path_factory.mktemp("swift")
+    facts = swift_server.start_swift(folder)
+    try:
+        yield facts
+    finally:
+        swift_server.stop_swift(folder)

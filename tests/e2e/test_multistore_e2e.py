@@ -31,7 +31,7 @@ from glanceclient import exc as gc_exc
 from openstack import connection, exceptions
 
 from tests.servers import Server, start_server
-from tests.stores import s3_server, swift_server
+from tests.stores import s3_server
 from tests.stores.s3_server import S3Endpoint
 
 pytestmark = [
@@ -43,17 +43,6 @@ PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 
 
 # --- the backends ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    reused = swift_server.reused_facts()
-    if reused is not None:
-        yield reused
-        return
-    folder = tmp_path_factory.mktemp("swift")
-    yield swift_server.start_swift(folder)
-    swift_server.stop_swift(folder)
 
 
 class SwiftAccount:

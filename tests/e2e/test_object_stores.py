@@ -19,24 +19,12 @@ import pytest
 from openstack import connection
 
 from tests.servers import Server, start_server
-from tests.stores import swift_server
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK50Warning"),
     pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK60Warning"),
 ]
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    reused = swift_server.reused_facts()
-    if reused is not None:
-        yield reused
-        return
-    folder = tmp_path_factory.mktemp("swift")
-    yield swift_server.start_swift(folder)
-    swift_server.stop_swift(folder)
 
 
 def _table(swift: dict[str, Any], kind: str, bucket: str) -> str:

@@ -19,21 +19,6 @@ from tests.stores import s3_server, swift_server
 
 
 @pytest.fixture(scope="session")
-def swift_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real Swift for the session: the one `GLIMPSE_TEST_SWIFT` names, else our own."""
-    reused = swift_server.reused_facts()
-    if reused is not None:
-        yield reused
-        return
-    folder = tmp_path_factory.mktemp("swift")
-    facts = swift_server.start_swift(folder)
-    try:
-        yield facts
-    finally:
-        swift_server.stop_swift(folder)
-
-
-@pytest.fixture(scope="session")
 def swift_keystone_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The Keystone-authenticated proxy of a real Swift (the `"keystone"` facts of swift.json).
 
