@@ -373,17 +373,24 @@ class ImportService:
         await self._mutate(image_id, change, tasks=[task])
 
 
+#: Key of a staged location's metadata: what the import replaced on the image to stage it (the
+#: disk_format and container_format a conversion changed, and the properties a glance-download
+#: copied over), restored if the import fails. Kept with the staged data, in the change that
+#: records it, so a task resumed by another server restores it too.
+REPLACED = "replaced"
+
+
+def _replaced(image: Image) -> dict[str, Any] | None:
+    staged = image.staged
+    found = staged.metadata.get(REPLACED) if staged is not None else None
+    return found if isinstance(found, dict) else None
+
+
 class ImportTask:
     """The `api_image_import` task (see the module docstring)."""
 
     def __init__(self, service: ImportService) -> None:
         self._svc = service
-        # task id -> the (disk_format, container_format) a conversion replaced, restored if
-        # the import then fails (kept in memory: a task resumed elsewhere does not restore)
-        self._converted: dict[str, tuple[str | None, str | None]] = {}
-        # task id -> the (disk_format, container_format, properties) a glance-download
-        # replaced, restored if the import then fails (in memory, as `_converted`)
-        self._copied: dict[str, tuple[str | None, str | None, dict[str, str | None]]] = {}
 
     async def run(self, task: Task) -> dict[str, object] | None:
         svc = self._svc
@@ -435,8 +442,6 @@ class ImportTask:
             await svc._mutate(image_id, finish, limits)
         except TooLarge as exc:
             raise TaskFailed(exc.message) from exc
-        self._converted.pop(task.id, None)
-        self._copied.pop(task.id, None)
         return {"image_id": image_id, "stores": done}
 
     def _source(self, image: Image, method: str, targets: list[str]) -> Location:
@@ -466,7 +471,6 @@ class ImportTask:
         if files is None or staged is None:
             raise TaskFailed("No staged data to convert." if staged is None else
                              "Image conversion needs a staging area of local files.")
-        original = (image.disk_format, image.container_format)
         session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
         await svc._mutate(image.id, lambda img: None, opened=[session])
         beat = asyncio.create_task(svc._heartbeat(session))
@@ -489,14 +493,14 @@ class ImportTask:
             if isinstance(exc, (ConversionFailed, StoreError)):
                 raise TaskFailed(f"Image conversion failed: {exc}") from exc
             raise
-        converted = Location(session.location.store, session.location.key,
-                             LocationStatus.STAGED)
-
         def swap(img: Image) -> list[Location]:
             if img.status != ImageStatus.IMPORTING or img.properties.get(LOCK) != task.id:
                 raise Conflict(f"Image {img.id} is no longer importing with task {task.id}")
+            replaced = _replaced(img) or {"disk_format": img.disk_format,
+                                          "container_format": img.container_format}
             old = img.drop_staged()
-            img.locations.append(converted)
+            img.locations.append(Location(session.location.store, session.location.key,
+                                          LocationStatus.STAGED, {REPLACED: replaced}))
             img.disk_format = result.disk_format
             img.container_format = "bare"
             img.size = result.size
@@ -512,9 +516,8 @@ class ImportTask:
                 raise TaskFailed(f"The image changed during its conversion: {exc.message}"
                                  ) from exc
             raise
-        self._converted[task.id] = original
-        log.info("image %s: converted from %s to %s (%d bytes)", image.id, original[0],
-                 result.disk_format, result.size)
+        log.info("image %s: converted to %s (%d bytes)", image.id, result.disk_format,
+                 result.size)
         return image
 
     async def _download(self, task: Task, image: Image, uri: str) -> Image:
@@ -560,24 +563,26 @@ class ImportTask:
         except StoreError as exc:
             raise TaskFailed(f"{what} failed: {exc.message}") from exc
 
-        def adopt(img: Image) -> None:
-            self._copied.setdefault(task.id, (
-                img.disk_format, img.container_format,
-                {key: img.properties.get(key) for key in found.properties}))
+        def adopt(img: Image) -> dict[str, Any]:
+            replaced = {"disk_format": img.disk_format,
+                        "container_format": img.container_format,
+                        "properties": {key: img.properties.get(key) for key in found.properties}}
             img.disk_format = found.disk_format or img.disk_format
             img.container_format = found.container_format or img.container_format
             img.properties.update(found.properties)
+            return replaced
 
         return await self._stage_from(image, lambda: downloader.open_data(found, token), what,
                                       adopt)
 
     async def _stage_from(self, image: Image,
                           open_source: Callable[[], Awaitable[StagingSource]], what: str,
-                          adopt: Callable[[Image], None] | None = None) -> Image:
+                          adopt: Callable[[Image], dict[str, Any]] | None = None) -> Image:
         """Stream a source (opened by `open_source`, under an upload session of the staging
         store) into the staging area and record it as the image's staged data, with `adopt`'s
-        change if given. A source that fails (a `StoreError`) fails the task with `what` and
-        its message; nothing is left staged."""
+        change if given (what it replaced is kept with the staged data: `REPLACED`). A source
+        that fails (a `StoreError`) fails the task with `what` and its message; nothing is left
+        staged."""
         svc = self._svc
         session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
         await svc._mutate(image.id, lambda img: None, opened=[session])
@@ -605,11 +610,11 @@ class ImportTask:
                 raise Conflict(f"Image {img.id} is {img.status}")
             img.locations = [loc for loc in img.locations
                              if loc.status != LocationStatus.STAGED]
+            replaced = adopt(img) if adopt is not None else None
             img.locations.append(Location(session.location.store, session.location.key,
-                                          LocationStatus.STAGED))
+                                          LocationStatus.STAGED,
+                                          {REPLACED: replaced} if replaced else {}))
             img.size = size
-            if adopt is not None:
-                adopt(img)
 
         return await svc._mutate(image.id, staged, closed=[session.id])
 
@@ -686,19 +691,17 @@ class ImportTask:
         if task.image_id is None:
             return
         targets = [str(s) for s in task.input.get("backend") or []]
-        original = self._converted.pop(task.id, None)
-        copied = self._copied.pop(task.id, None)
         self._svc._tokens.pop(task.id, None)
 
         def change(img: Image) -> list[Location]:
             if img.properties.get(LOCK) != task.id:
                 return []
+            replaced = _replaced(img)
             gone = img.fail_import()
-            if original is not None:  # the data is gone: the image is as before its import
-                img.disk_format, img.container_format = original
-            if copied is not None:  # and without what a glance-download copied
-                img.disk_format, img.container_format, own = copied
-                for key, value in own.items():
+            if replaced:  # the data is gone: the image is as before its import
+                img.disk_format = replaced.get("disk_format")
+                img.container_format = replaced.get("container_format")
+                for key, value in (replaced.get("properties") or {}).items():
                     if value is None:
                         img.properties.pop(key, None)
                     else:
