@@ -109,6 +109,10 @@ class Settings:
                                         "(connecting, or for the next bytes) before failing"})
     web_download_max_redirects: int = field(
         default=5, metadata={"help": "redirects a web-download follows (0-20)"})
+    staging_dir: str = field(
+        default="", metadata={"help": "folder of data staged for imports (default: "
+                                      "data_dir/staging); servers of one deployment on several "
+                                      "hosts must share it (docs/import.md)"})
     # -- per-project quotas (docs/quotas.md); -1: no limit --
     image_count_total: int = field(
         default=-1, metadata={"help": "images a project may own (-1: no limit)"}
@@ -314,6 +318,10 @@ class Settings:
             convert_timeout=self.image_conversion_timeout,
             vmdk_allowed_types=self.vmdk_allowed_types,
             qemu_img=self.image_conversion_qemu_img)
+
+    @property
+    def staging_path(self) -> Path:
+        return Path(self.staging_dir) if self.staging_dir else Path(self.data_dir) / "staging"
 
     @property
     def tokens_path(self) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 from starlette.applications import Starlette
 
@@ -90,7 +89,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         certificates=certificates,
     )
     # Data staged for imports lives in a store of its own, never listed nor an upload target.
-    staging_files = FilesystemDriver(Path(settings.data_dir) / "staging")
+    staging_files = FilesystemDriver(settings.staging_path)
     staging = Store(STAGING_STORE, staging_files)
     cleanup = Cleanup(jobs, {**stores, STAGING_STORE: staging},
                       interval=settings.cleanup_interval)

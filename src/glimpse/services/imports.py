@@ -51,7 +51,7 @@ from glimpse.services.quotas import QuotaService, UploadBudget
 from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.services.tasks import TaskFailed
 from glimpse.stores.base import Reader, Store, drain
-from glimpse.stores.errors import StoreError
+from glimpse.stores.errors import ObjectNotFound, StoreError
 from glimpse.stores.web import ImportFilter, open_download
 
 log = logging.getLogger(__name__)
@@ -411,6 +411,7 @@ class ImportTask:
         elif method == GLANCE_DOWNLOAD:
             image = await self._glance_download(task, image, request["method"])
         if method != "copy-image":  # a copy moves data already converted
+            await self._check_staged(image)
             image = await self._convert(task, image)
         source = self._source(image, method, targets)
         digest: Digest | None = None
@@ -519,6 +520,21 @@ class ImportTask:
         log.info("image %s: converted to %s (%d bytes)", image.id, result.disk_format,
                  result.size)
         return image
+
+    async def _check_staged(self, image: Image) -> None:
+        """The staged data is in this server's staging area; else the task fails saying why
+        (servers of one deployment must share `staging_dir`)."""
+        staged = image.staged
+        if staged is None:
+            raise TaskFailed("The image has no staged data to import.")
+        try:
+            await self._svc._staging.stat(staged.key)
+        except ObjectNotFound as exc:
+            raise TaskFailed("The staged data is not in this server's staging area: the "
+                             "servers of a deployment must share one staging_dir "
+                             "(docs/import.md).") from exc
+        except StoreError as exc:
+            raise TaskFailed(f"The staged data cannot be read: {exc}") from exc
 
     async def _download(self, task: Task, image: Image, uri: str) -> Image:
         """web-download: fetch the URI into the staging area (once; a resumed task that finds
