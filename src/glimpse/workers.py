@@ -4,16 +4,20 @@ With several workers, each process listens on its own socket bound with SO_REUSE
 kernel spreads new connections evenly across them. (With one shared listening socket, as
 uvicorn's own supervisor does it, the first worker to wake up tends to accept a whole burst of
 connections while the others idle.) The parent only supervises: it restarts a worker that dies,
-and on SIGTERM or SIGINT stops them all gracefully.
+and on SIGTERM or SIGINT stops them all gracefully. A worker whose supervisor is gone (killed
+with SIGKILL, say) stops gracefully too, within a second, instead of serving on unsupervised
+with the configuration of a server that no longer runs.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
+import threading
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -59,9 +63,26 @@ def _listen(host: str, port: int, share: bool = True) -> socket.socket:
     return sock
 
 
-def _worker(settings: Settings) -> None:
+#: How often a worker checks that its supervisor still runs (seconds).
+ORPHAN_CHECK = 0.5
+
+
+def _stop_when_orphaned(supervisor: int) -> None:
+    """In a worker: once the supervisor is gone (the worker's parent changes), SIGTERM
+    ourselves, which uvicorn handles as a graceful shutdown."""
+    while True:
+        time.sleep(ORPHAN_CHECK)
+        if os.getppid() != supervisor:
+            log.warning("supervisor %d is gone; stopping", supervisor)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def _worker(settings: Settings, supervisor: int) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True,
+                     name="orphan-check").start()
     server = uvicorn.Server(_config(settings))
     try:
         server.run(sockets=[_listen(settings.host, settings.port)])
@@ -86,7 +107,7 @@ def serve(settings: Settings) -> int:
     stopping = False
 
     def start() -> None:
-        process = context.Process(target=_worker, args=(settings,), daemon=False)
+        process = context.Process(target=_worker, args=(settings, os.getpid()), daemon=False)
         process.start()
         assert process.pid is not None
         running[process.sentinel] = process
