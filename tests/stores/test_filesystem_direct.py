@@ -1,7 +1,8 @@
 """The filesystem driver's direct writes (`O_DIRECT` through an aligned buffer, the unaligned
-tail buffered at commit) against buffered writes: the same bytes for every size around the
-buffer and block boundaries, and, direct, the data not left in the page cache (util-linux
-`fincore` reads the kernel's residency of the committed file)."""
+tail buffered at commit) against buffered writes, and its direct reads (the staging area's):
+the same bytes for every size and range around the buffer and block boundaries, and, direct,
+the data not left in the page cache (util-linux `fincore` reads the kernel's residency of the
+file)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.stores.filesystem import DIRECT_BUFFER, FilesystemDriver
+from glimpse.stores.filesystem import CHUNK_SIZE, DIRECT_BUFFER, FilesystemDriver
 
 pytestmark = pytest.mark.anyio
 BLOCK = 4096
@@ -79,5 +80,43 @@ async def test_direct_writes_bypass_the_page_cache(tmp_path: Path, direct: bool)
     cached = resident(driver.path_of("key"))
     if direct:
         assert cached <= BLOCK, cached  # at most the tail's page
+    else:
+        assert cached >= size - BLOCK, cached
+
+
+async def read_all(driver: FilesystemDriver, key: str, offset: int = 0,
+                   length: int | None = None) -> bytes:
+    reader = await driver.open_reader(key, offset, length)
+    return b"".join([chunk async for chunk in reader.chunks()])
+
+
+@pytest.mark.parametrize("size", [1, BLOCK - 1, BLOCK + 1, CHUNK_SIZE + 7,
+                                  2 * CHUNK_SIZE + BLOCK])
+async def test_direct_reads_return_every_range(tmp_path: Path, size: int) -> None:
+    driver = FilesystemDriver(tmp_path / "objects", direct_reads=True)
+    data = os.urandom(size)
+    writer = await driver.open_writer("key")
+    await writer.write([data])
+    await writer.commit()
+    assert await read_all(driver, "key") == data
+    for offset in sorted({0, 1, BLOCK - 1, BLOCK, size // 2, size - 1} & set(range(size))):
+        for length in (None, 1, BLOCK + 3, CHUNK_SIZE + 1):
+            end = size if length is None else offset + length
+            assert await read_all(driver, "key", offset, length) == data[offset:end], \
+                (offset, length)
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+async def test_direct_reads_bypass_the_page_cache(tmp_path: Path, direct: bool) -> None:
+    driver = FilesystemDriver(tmp_path / "objects", direct_reads=direct)
+    size = 8 * CHUNK_SIZE
+    writer = await driver.open_writer("key")  # written directly: not in the page cache
+    await writer.write([os.urandom(size)])
+    await writer.commit()
+    assert len(await read_all(driver, "key")) == size
+    cached = resident(driver.path_of("key"))
+    if direct:
+        assert cached == 0, cached
     else:
         assert cached >= size - BLOCK, cached

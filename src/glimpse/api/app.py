@@ -89,7 +89,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
         certificates=certificates,
     )
     # Data staged for imports lives in a store of its own, never listed nor an upload target.
-    staging_files = FilesystemDriver(settings.staging_path)
+    staging_files = FilesystemDriver(settings.staging_path, direct_reads=True)  # read once
     staging = Store(STAGING_STORE, staging_files)
     cleanup = Cleanup(jobs, {**stores, STAGING_STORE: staging},
                       interval=settings.cleanup_interval)
