@@ -259,14 +259,10 @@ def has_results(res: bench.Results) -> bool:
     return "pl_inspect_raw_ratio" in res.series
 
 
-def _size_label(size: int) -> str:
-    return "1 GiB" if size == 1024 * bench.MIB else f"{size / bench.MIB:.0f} MiB"
-
-
 def target_rows(res: bench.Results) -> list[tuple[str, ...]]:
     """Rows of the targets table: Measure, Ratio, Glimpse (median), Glance 33, Target, Result."""
     m = res.med
-    sz = _size_label(res.size)
+    sz = bench.size_label(res.size)
     slower = min(m("pl_md5"), m("pl_sha512"))
     rows: list[tuple[str, ...]] = []
     for kind in ("raw", "qcow2"):
@@ -334,7 +330,7 @@ def section(res: bench.Results) -> list[str]:
         "## Pipeline: inspection on against off, import against upload, upload against hashes",
         "",
         f"Same run, two servers (`require_image_format_match` true and false), one worker each; "
-        f"{_size_label(res.size)} of random bytes (raw) and the same bytes as a qcow2 "
+        f"{bench.size_label(res.size)} of random bytes (raw) and the same bytes as a qcow2 "
         f"({v['pl_qcow2_size'] / bench.MB:.0f} MB, `qemu-img convert`, "
         f"{v['pl_make_qcow2_s']:.0f} s). Each round: hashes, then the five transfers (order "
         f"reversed every other round); ratios per round, median of the rounds. The section "

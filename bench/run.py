@@ -54,6 +54,11 @@ RESULTS_DIR = ROOT / "bench" / "results"
 
 MB = 1_000_000  # throughput and RSS are reported in decimal MB (10**6 bytes)
 MIB = 1024 * 1024
+
+
+def size_label(size: int) -> str:
+    """A transfer size for reports: "1 GiB", else whole MiB."""
+    return "1 GiB" if size == 1024 * MIB else f"{size / MIB:.0f} MiB"
 CHUNK = 16 * MIB
 HASH_BUFFER = 256 * MIB
 RSS_INTERVAL = 0.05
@@ -1029,7 +1034,7 @@ def section_report(title: str, res: Results, targets: Sequence[Sequence[str]],
 def report(res: Results) -> str:
     m = res.med
     size_mib = res.size / MIB
-    sz = "1 GiB" if res.size == 1024 * MIB else f"{size_mib:.0f} MiB"
+    sz = size_label(res.size)
     slower_hash = min(m("md5"), m("sha512"))
     hash_name = "MD5" if m("md5") <= m("sha512") else "SHA-512"
     upload_ceiling = min(m("dd_write"), slower_hash)

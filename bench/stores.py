@@ -425,14 +425,10 @@ def has_results(res: bench.Results) -> bool:
     return "st_swift_up_ratio" in res.series
 
 
-def _size_label(size: int) -> str:
-    return "1 GiB" if size == 1024 * bench.MIB else f"{size / bench.MIB:.0f} MiB"
-
-
 def target_rows(res: bench.Results) -> list[tuple[str, ...]]:
     """Rows of the targets table: Measure, Ratio, Glimpse (median), Glance 33, Target, Result."""
     m = res.med
-    sz = _size_label(res.size)
+    sz = bench.size_label(res.size)
     rows: list[tuple[str, ...]] = []
     for store in STORES:
         for way, label in (("up", "Upload"), ("down", "Download")):
@@ -485,7 +481,7 @@ def section(res: bench.Results) -> list[str]:
     out = [
         "## Stores: through Glimpse against the direct client",
         "",
-        f"Same run, same Swift (scripts/swift: tempauth, s3api), same {_size_label(res.size)} "
+        f"Same run, same Swift (scripts/swift: tempauth, s3api), same {bench.size_label(res.size)} "
         f"file; one server worker with the drivers' defaults. Direct clients: httpx (plain "
         f"object, or Glimpse's SLO layout above {SWIFT_LARGE_OBJECT // bench.MIB} MiB) and "
         f"boto3 (`upload_fileobj` with {S3_PART // bench.MIB} MiB parts, {S3_IN_FLIGHT} "

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from glimpse.domain.errors import Invalid, RefusedData, TooLarge
-from glimpse.services.pipeline import BUFFER_SIZE, LANE_DEPTH, Bounds, Hasher, Stage, stream
+from glimpse.services.pipeline import BUFFER_SIZE, LANE_DEPTH, Bounds, Hasher, stream
 from glimpse.stores.base import Stored, Writer
 from glimpse.stores.filesystem import FilesystemDriver
 
@@ -170,8 +170,3 @@ async def test_a_cancelled_stream_leaves_no_write_running(tmp_path: Path) -> Non
         await task
     assert not writer.running
     await writer.abort()
-
-
-def test_counting_is_a_stage() -> None:
-    stage: Stage = Counting([], "x")  # the protocol the pipeline takes
-    stage.update([b"x"])

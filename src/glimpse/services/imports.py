@@ -469,9 +469,9 @@ class ImportTask:
             return image
         files = svc._staging_files
         staged = image.staged
-        if files is None or staged is None:
-            raise TaskFailed("No staged data to convert." if staged is None else
-                             "Image conversion needs a staging area of local files.")
+        assert staged is not None  # run() checked it (_check_staged)
+        if files is None:
+            raise TaskFailed("Image conversion needs a staging area of local files.")
         session = UploadSession.open(image.id, svc._staging.id, Purpose.STAGE, svc._clock())
         await svc._mutate(image.id, lambda img: None, opened=[session])
         beat = asyncio.create_task(svc._heartbeat(session))

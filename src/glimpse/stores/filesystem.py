@@ -72,6 +72,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _set_direct(fd: int) -> bool:
+    """Turn `O_DIRECT` on for `fd`; False where the filesystem refuses it (EINVAL)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+    except OSError:
+        return False
+    return True
+
+
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
@@ -337,13 +346,7 @@ class FilesystemDriver:
         """The partial file, and whether it takes direct writes (the filesystem refuses
         `O_DIRECT` with EINVAL)."""
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-        if not self._direct_writes:
-            return fd, False
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
-        except OSError:
-            return fd, False
-        return fd, True
+        return fd, self._direct_writes and _set_direct(fd)
 
     async def open_reader(
         self, key: str, offset: int = 0, length: int | None = None
@@ -364,13 +367,7 @@ class FilesystemDriver:
 
     def _open_read(self, final: Path) -> tuple[int, bool]:
         fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC)
-        if not self._direct_reads:
-            return fd, False
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
-        except OSError:
-            return fd, False
-        return fd, True
+        return fd, self._direct_reads and _set_direct(fd)
 
     async def stat(self, key: str) -> ObjectInfo:
         final, _ = self._paths(key)
