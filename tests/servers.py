@@ -145,10 +145,12 @@ def start_server(data_dir: Path, **settings: object) -> Server:
     """A server with one worker (so `pid` is the process that serves) unless told otherwise,
     on the registry `GLIMPSE_TEST_DATABASE` names unless `database_url` is given."""
     settings.setdefault("workers", 1)
+    chosen = settings.pop("port", None)  # a caller's own, for settings that name the URL
+    port = chosen if isinstance(chosen, int) else free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     if "database_url" not in settings:
         url = database_for(data_dir)
         if url is not None:
             settings["database_url"] = url
     env = {f"GLIMPSE_{k.upper()}": str(v) for k, v in settings.items()}
-    return Server(data_dir=data_dir, port=free_port(), env=env).start()
+    return Server(data_dir=data_dir, port=port, env=env).start()

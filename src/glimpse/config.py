@@ -112,7 +112,13 @@ class Settings:
     staging_dir: str = field(
         default="", metadata={"help": "folder of data staged for imports (default: "
                                       "data_dir/staging); servers of one deployment on several "
-                                      "hosts must share it (docs/import.md)"})
+                                      "hosts must share it, or set "
+                                      "worker_self_reference_url (docs/import.md)"})
+    worker_self_reference_url: str = field(
+        default="", metadata={"help": "this server's URL as the other servers of the "
+                                      "deployment reach it: data staged here is then imported "
+                                      "and deleted through it by servers that do not share "
+                                      "staging_dir (docs/import.md)"})
     # -- per-project quotas (docs/quotas.md); -1: no limit --
     image_count_total: int = field(
         default=-1, metadata={"help": "images a project may own (-1: no limit)"}
@@ -395,7 +401,8 @@ class Settings:
                               + ", ".join(LOG_LEVELS))
         _check_hash(self.hashing_algorithm)
         _check_database(self.database)
-        _check_endpoint(self.public_endpoint)
+        _check_endpoint("public_endpoint", self.public_endpoint)
+        _check_endpoint("worker_self_reference_url", self.worker_self_reference_url)
         _check_host(self.host, self.port)
         _check_identity(self)
         _check_protections(self)
@@ -458,11 +465,11 @@ def _check_database(url: str) -> None:
                           f"installed ({exc})") from exc
 
 
-def _check_endpoint(endpoint: str) -> None:
+def _check_endpoint(name: str, endpoint: str) -> None:
     if endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"public_endpoint: {endpoint!r} is not an http(s) URL with a host")
+            raise ConfigError(f"{name}: {endpoint!r} is not an http(s) URL with a host")
 
 
 def _check_host(host: str, port: int) -> None:

@@ -78,6 +78,7 @@ def test_comma_separated_lists_from_env() -> None:
         ({"GLIMPSE_CLEANUP_INTERVAL": "-1"}, "cleanup_interval"),
         ({"GLIMPSE_DEFAULT_PROJECT": " "}, "default_project: must not be empty"),
         ({"GLIMPSE_PUBLIC_ENDPOINT": "glance.example.com"}, "public_endpoint"),
+        ({"GLIMPSE_WORKER_SELF_REFERENCE_URL": "10.0.0.5:9292"}, "worker_self_reference_url"),
     ],
 )
 def test_bad_values_fail_loudly(environ: dict[str, str], message: str) -> None:

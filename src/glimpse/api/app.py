@@ -138,6 +138,7 @@ def build_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable
             glance_download=GlanceDownloader(
                 settings.keystone_auth_url, settings.web_download_timeout,
                 settings.glance_download_properties) if settings.auth == "keystone" else None,
+            self_url=settings.worker_self_reference_url.rstrip("/"),
         ), staging_files=staging_files, quotas=quotas)
     import_task = ImportTask(import_service)
     runner.register(IMPORT_TASK, import_task)

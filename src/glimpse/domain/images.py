@@ -237,14 +237,17 @@ class Image:
         self._move(ImageStatus.UPLOADING)
         self.upload_id = upload_id
 
-    def finish_stage(self, upload_id: str, location: Location, size: int) -> None:
-        """The staged data is complete: the image stays uploading, ready for an import."""
+    def finish_stage(self, upload_id: str, location: Location, size: int,
+                     metadata: dict[str, Any] | None = None) -> None:
+        """The staged data is complete: the image stays uploading, ready for an import.
+        `metadata`: what the staged location records (the server that staged it, say)."""
         if self.status != ImageStatus.UPLOADING or self.upload_id != upload_id:
             raise Conflict(f"Image {self.id} is no longer being staged by this upload "
                            f"(status {self.status})")
         self.upload_id = None
         self.size = size
-        self.locations = [Location(location.store, location.key, LocationStatus.STAGED)]
+        self.locations = [Location(location.store, location.key, LocationStatus.STAGED,
+                                   metadata or {})]
 
     def fail_stage(self, upload_id: str) -> bool:
         """uploading → queued after a failed stage. False if the claim had already gone."""

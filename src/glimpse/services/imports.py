@@ -79,6 +79,19 @@ class ImportSettings:
     heartbeat_interval: float = 10.0
     conversion: ConversionSettings = field(default_factory=ConversionSettings)
     glance_download: GlanceDownloader | None = None
+    #: This server's URL as the other servers of the deployment reach it
+    #: (`worker_self_reference_url`): recorded with the data it stages, so that a server that
+    #: does not share its staging area hands the import (or the delete) to it. "": not recorded.
+    self_url: str = ""
+
+
+class StagedElsewhere(Exception):
+    """The image's staged data is in another server's staging area, which this server does not
+    share: the request goes to that server (`url`, its `worker_self_reference_url`)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 class StagingSource(Protocol):
@@ -170,7 +183,7 @@ class ImportService:
             size = await self._write(session, chunks, [], declared_size, None, budget)
 
             def finish(image: Image) -> None:
-                image.finish_stage(session.id, session.location, size)
+                image.finish_stage(session.id, session.location, size, self.staged_metadata())
 
             await self._mutate(image_id, finish, limits, closed=[session.id])
         except BaseException:
@@ -269,7 +282,11 @@ class ImportService:
                 raise Conflict(f"Image {image.id} is already in every store asked for.")
         return targets
 
-    async def begin(self, ctx: RequestContext, image_id: str, body: Any) -> Task:
+    async def begin(self, ctx: RequestContext, image_id: str, body: Any,
+                    forwarded: bool = False) -> Task:
+        """Start an import: check the request, record the task (which runs it). Raises
+        `StagedElsewhere` for a glance-direct of data another server staged in an area this
+        one does not share, unless the request was `forwarded` here by another server."""
         if not isinstance(body, dict):
             raise Invalid("Request body must be a JSON object.")
         method = body.get("method")
@@ -303,6 +320,8 @@ class ImportService:
         task = Task.new(TASK_TYPE, image.owner, self._clock().replace(microsecond=0),
                         image_id=image_id, request_id=ctx.request_id, user_id=ctx.user_id,
                         input_={"image_id": image_id, "import_req": body, "backend": targets})
+        if name == "glance-direct" and not forwarded:
+            await self._check_staged_here(image)
         if name == GLANCE_DOWNLOAD and ctx.auth_token:
             self._tokens[task.id] = ctx.auth_token  # for the task, never in its input
         try:
@@ -311,6 +330,44 @@ class ImportService:
             self._tokens.pop(task.id, None)
             raise
         return task
+
+    def staged_metadata(self, replaced: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The metadata of a staged location this server records: the server (when its
+        `self_url` is set) and what the import replaced, if anything."""
+        metadata: dict[str, Any] = {STAGE_HOST: self._settings.self_url} \
+            if self._settings.self_url else {}
+        if replaced:
+            metadata[REPLACED] = replaced
+        return metadata
+
+    async def _check_staged_here(self, image: Image) -> None:
+        """`StagedElsewhere` when another server recorded the image's staged data and it is
+        not in this server's staging area."""
+        staged = image.staged
+        host = staged.metadata.get(STAGE_HOST) if staged is not None else None
+        if staged is None or not isinstance(host, str) or not host \
+                or host == self._settings.self_url:
+            return
+        try:
+            await self._staging.stat(staged.key)
+        except ObjectNotFound:
+            raise StagedElsewhere(host) from None
+        except StoreError:
+            return  # the task reports what is wrong with the staging area
+
+    async def check_delete_here(self, ctx: RequestContext, image_id: str) -> None:
+        """Before a delete: `StagedElsewhere` when the image has data another server staged
+        and this one cannot reach, so that server deletes it (and its staged data) instead.
+        An image the caller cannot see is left for the delete to refuse."""
+        if not self._settings.self_url:
+            return
+        member = await membership_of(self._members, ctx, image_id)
+        try:
+            image = await self._repo.get(image_id)
+            self._policy.check_visible(ctx, image, member)
+        except NotFound:
+            return
+        await self._check_staged_here(image)
 
     def _check_glance_download(self, ctx: RequestContext, method: dict[str, Any]) -> None:
         """A glance-download request names a remote image by UUID and a region; the interface
@@ -378,6 +435,8 @@ class ImportService:
 #: copied over), restored if the import fails. Kept with the staged data, in the change that
 #: records it, so a task resumed by another server restores it too.
 REPLACED = "replaced"
+#: Key of a staged location's metadata: the `self_url` of the server that staged the data.
+STAGE_HOST = "host"
 
 
 def _replaced(image: Image) -> dict[str, Any] | None:
@@ -501,7 +560,8 @@ class ImportTask:
                                           "container_format": img.container_format}
             old = img.drop_staged()
             img.locations.append(Location(session.location.store, session.location.key,
-                                          LocationStatus.STAGED, {REPLACED: replaced}))
+                                          LocationStatus.STAGED,
+                                          svc.staged_metadata(replaced)))
             img.disk_format = result.disk_format
             img.container_format = "bare"
             img.size = result.size
@@ -629,7 +689,7 @@ class ImportTask:
             replaced = adopt(img) if adopt is not None else None
             img.locations.append(Location(session.location.store, session.location.key,
                                           LocationStatus.STAGED,
-                                          {REPLACED: replaced} if replaced else {}))
+                                          svc.staged_metadata(replaced)))
             img.size = size
 
         return await svc._mutate(image.id, staged, closed=[session.id])

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from glimpse.api.bodies import base_url, json_response, media_type, read_json
 from glimpse.api.errors import ApiError
+from glimpse.api.forward import forward, forwarded
 from glimpse.api.inputs import image_id, tag
 from glimpse.api.routing import (
     Body,
@@ -27,6 +28,7 @@ from glimpse.domain.images import Image, LocationStatus
 from glimpse.services import patch
 from glimpse.services.bounds import INT32_MAX, INT64_MAX
 from glimpse.services.images import CREATE_FORBIDDEN, CREATE_READ_ONLY
+from glimpse.services.imports import StagedElsewhere
 from glimpse.services.protections import PropertyAccess
 from glimpse.services.query import SORT_KEYS
 from glimpse.services.views import image_document
@@ -203,10 +205,18 @@ async def update(request: Request) -> Response:
     "deleteImage", "Delete an image and its data.", params=(IMAGE_ID,),
     replies={204: Reply("Deleted.")},
     errors={403: "The image is protected, or the caller does not own it.", 404: NOT_FOUND,
-            409: CONCURRENT},
+            409: CONCURRENT,
+            503: "The server of the deployment that holds the image's staged data cannot be "
+                 "reached (docs/import.md)."},
 ))
 async def delete(request: Request) -> Response:
-    await services(request).images.delete(context(request), image_id(request))
+    svc, ctx, id_ = services(request), context(request), image_id(request)
+    if not forwarded(request):
+        try:
+            await svc.imports.check_delete_here(ctx, id_)
+        except StagedElsewhere as elsewhere:
+            return await forward(request, elsewhere.url)
+    await svc.images.delete(ctx, id_)
     return Response(status_code=204)
 
 

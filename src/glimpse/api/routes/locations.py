@@ -4,6 +4,7 @@ tasks of an image (2.12) and the admin tasks API (`GET /v2/tasks`, `GET /v2/task
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -11,10 +12,12 @@ from starlette.responses import Response
 
 from glimpse.api.bodies import json_response, read_json
 from glimpse.api.errors import ApiError
+from glimpse.api.forward import forward, forwarded
 from glimpse.api.inputs import image_id
 from glimpse.api.routes.images import IMAGE_ID, NOT_FOUND
 from glimpse.api.routing import Body, Operation, Param, Reply, describe, ref, resource, takes_body
 from glimpse.api.wiring import context, services
+from glimpse.services.imports import StagedElsewhere
 from glimpse.services.tasks import task_document
 
 _HASH = {"type": "object", "additionalProperties": False,
@@ -171,12 +174,17 @@ IMPORT_BODY = {
             403: "The caller may not import to (or copy) this image.",
             404: NOT_FOUND,
             409: "The image is not in the status the method needs, or an import is running.",
-            415: "The body is not `application/json`."},
+            415: "The body is not `application/json`.",
+            503: "The server of the deployment that holds the staged data cannot be reached "
+                 "(docs/import.md)."},
 ))
 async def import_image(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, svc.settings.max_request_body_size, ("application/json",))
-    await svc.imports.begin(context(request), image_id(request), body)
+    try:
+        await svc.imports.begin(context(request), image_id(request), body, forwarded(request))
+    except StagedElsewhere as elsewhere:
+        return await forward(request, elsewhere.url, json.dumps(body).encode())
     return Response(status_code=202)
 
 
