@@ -60,9 +60,5 @@ def swift_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     if reused is not None:
         yield reused
         return
-    folder = tmp_path_factory.mktemp("swift")
-    facts = swift_server.start_swift(folder)
-    try:
+    with swift_server.running_swift(tmp_path_factory.mktemp("swift")) as facts:
         yield facts
-    finally:
-        swift_server.stop_swift(folder)

@@ -43,11 +43,8 @@ def swift_keystone_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         keystone_json = keystone.facts_path
     folder = tmp_path_factory.mktemp("swift-keystone")
     try:
-        facts = swift_server.start_swift(folder, "--keystone", str(keystone_json))
-        try:
+        with swift_server.running_swift(folder, "--keystone", str(keystone_json)) as facts:
             yield facts["keystone"]
-        finally:
-            swift_server.stop_swift(folder)
     finally:
         if keystone is not None:
             keystone.stop()

@@ -1,10 +1,10 @@
 """A real Swift for the store tests: started by `scripts/swift`, or one already running.
 
-`swift_facts(dir)` starts one in `dir` (a few seconds warm; see docs/stores.md, "Testing") and
-returns what `scripts/swift start` wrote in `dir/swift.json`; `stop_swift(dir)` stops it.
+`with running_swift(dir) as facts:` starts one in `dir` (a few seconds warm; see docs/stores.md,
+"Testing"), gives what `scripts/swift start` wrote in `dir/swift.json`, and stops it after.
 `GLIMPSE_TEST_SWIFT`, the path of a swift.json, names one to reuse instead.
 
-`start_swift(dir, "--keystone", keystone_json)` also starts the Keystone-authenticated proxy:
+`running_swift(dir, "--keystone", keystone_json)` also starts the Keystone-authenticated proxy:
 its facts (Keystone v3 account, region, proxy) are under `"keystone"` in swift.json, and
 `keystone_driver` makes drivers for it.
 """
@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,16 @@ def start_swift(folder: Path, *extra: str) -> dict[str, Any]:
 def stop_swift(folder: Path) -> None:
     subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True,
                    timeout=120, check=False)
+
+
+@contextmanager
+def running_swift(folder: Path, *extra: str) -> Iterator[dict[str, Any]]:
+    """A Swift in `folder` for the `with` block (its facts), stopped after it."""
+    facts = start_swift(folder, *extra)
+    try:
+        yield facts
+    finally:
+        stop_swift(folder)
 
 
 def reused_facts() -> dict[str, Any] | None:

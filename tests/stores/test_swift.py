@@ -53,22 +53,15 @@ def driver(swift_facts: dict[str, Any], make_driver: Callable[..., SwiftDriver])
 @pytest.fixture(scope="module")
 def spare_swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A Swift of this module's own, for tests that disturb it (it recovers)."""
-    folder = tmp_path_factory.mktemp("spare-swift")
-    facts = swift_server.start_swift(folder)
-    try:
+    with swift_server.running_swift(tmp_path_factory.mktemp("spare-swift")) as facts:
         yield facts
-    finally:
-        swift_server.stop_swift(folder)
 
 
 @pytest.fixture
 def own_swift(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A Swift for one test, which may kill it."""
-    facts = swift_server.start_swift(tmp_path / "swift")
-    try:
+    with swift_server.running_swift(tmp_path / "swift") as facts:
         yield facts
-    finally:
-        swift_server.stop_swift(tmp_path / "swift")
 
 
 async def account(driver: SwiftDriver, method: str, path: str, **kw: Any) -> httpx.Response:
