@@ -46,7 +46,9 @@ def _config(settings: Settings) -> uvicorn.Config:
     # with what uvicorn cannot know, the request id and the caller (logger `glimpse.access`).
     return uvicorn.Config(
         APP, factory=True, host=settings.host, port=settings.port, loop="uvloop",
-        http=LimitedHttpToolsProtocol.configured(limits), log_level=settings.log_level,
+        # A buffered protocol (api/http.py), which uvicorn's type for `http` does not name.
+        http=LimitedHttpToolsProtocol.configured(limits),  # type: ignore[arg-type]
+        log_level=settings.log_level,
         access_log=False, timeout_graceful_shutdown=10,
     )
 

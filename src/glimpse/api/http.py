@@ -16,13 +16,23 @@ another request's body, up to one read more). The refusal is Glance's JSON error
 half-closes and discards what the client still sends for a moment (so the client can read the
 answer instead of a reset) and closes. Everything else is uvicorn's: keep-alive, pipelining,
 flow control, upgrades.
+
+The protocol is a buffered one: the socket is read into buffers it owns. The request head and
+small or chunked bodies go through httptools from one reused receive buffer. A body with a
+`Content-Length` of at least `SLAB_BODY` bytes goes past the parser once its head is parsed:
+it is read straight into slabs (`api/slabs.py`), never past its last byte, and each filled slab
+reaches the app as one memoryview, not copied on the way (`SlabBody`). When the body's last
+byte is in, the parser starts afresh for the next request on the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import mmap
+import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -30,10 +40,11 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from glimpse.api.errors import error_fields
+from glimpse.api.slabs import SlabPool
 
 #: After a refusal, how long and how much of the rest of the request is read and dropped.
 LINGER_SECONDS = 2.0
@@ -43,6 +54,13 @@ LINGER_BYTES = 8 * 1024 * 1024
 _LONGEST_METHOD = 32
 #: Leeway for a line still arriving: " HTTP/1.1", CR, optional whitespace around a value.
 _SLACK = 64
+#: The receive buffer of the request head (and bodies that go through the parser): uvloop's
+#: own read size.
+RECEIVE_SIZE = 256 * 1024
+#: Bodies declaring at least this many bytes are received into slabs.
+SLAB_BODY = 1024 * 1024
+#: Filled slabs waiting for the app before the connection stops reading.
+SLABS_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,58 @@ def refusal(status: int, message: str, default_headers: list[tuple[bytes, bytes]
     return b"".join(lines)
 
 
+_per_thread = threading.local()
+
+
+def _receiving() -> tuple[memoryview, SlabPool]:
+    """The receive buffer and the slab pool of the calling thread's event loop, shared by its
+    connections: a read is parsed (and what is kept of it copied) before the next one begins,
+    so one buffer serves them all, as uvloop's own does."""
+    try:
+        return _per_thread.receiving  # type: ignore[no-any-return]
+    except AttributeError:
+        _per_thread.receiving = (memoryview(bytearray(RECEIVE_SIZE)), SlabPool())
+        return _per_thread.receiving  # type: ignore[no-any-return]
+
+
+class SlabBody:
+    """A request body received into slabs: the filled ones waiting for the app, and the ASGI
+    `receive` that hands them over one at a time, as they are (uvicorn's copies its body into
+    new bytes). Otherwise uvicorn's: 100 Continue on the first call, a disconnect once the
+    connection is gone or the response complete, reading paused while the app falls behind."""
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self.ready: deque[memoryview] = deque()
+
+    def add(self, piece: memoryview) -> None:
+        cycle = self._cycle
+        if cycle.response_complete or cycle.disconnected:
+            return  # nobody reads it any more
+        self.ready.append(piece)
+        if len(self.ready) >= SLABS_AHEAD:
+            cycle.flow.pause_reading()
+        cycle.message_event.set()
+
+    async def receive(self) -> dict[str, Any]:
+        cycle = self._cycle
+        if cycle.waiting_for_100_continue and not cycle.transport.is_closing():
+            cycle.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        if not self.ready and not cycle.disconnected and not cycle.response_complete:
+            cycle.flow.resume_reading()
+            await cycle.message_event.wait()
+            cycle.message_event.clear()
+        if cycle.disconnected or cycle.response_complete:
+            self.ready.clear()
+            return {"type": "http.disconnect"}
+        piece: memoryview | bytes = self.ready.popleft() if self.ready else b""
+        if len(self.ready) < SLABS_AHEAD:
+            cycle.flow.resume_reading()
+        return {"type": "http.request", "body": piece,
+                "more_body": bool(self.ready) or cycle.more_body}
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` enforcing `limits` (see the module docstring); `configured` makes a
     subclass with other limits, for `uvicorn.Config(http=...)`."""
@@ -86,8 +156,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HeadLimits] = HeadLimits()
 
     @classmethod
-    def configured(cls, limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
-        return type(cls.__name__, (cls,), {"limits": limits})
+    def configured(cls, limits: HeadLimits) -> type[BufferedHttp]:
+        """The protocol class for uvicorn: buffered reading, these limits."""
+        protocol = type(cls.__name__, (cls,), {"limits": limits})
+        return type(BufferedHttp.__name__, (BufferedHttp,), {"protocol_class": protocol})
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -112,10 +184,56 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: bytes | None = None
         self._discarded = -1  # counting starts when the refusal has been written
         self._linger: asyncio.TimerHandle | None = None
+        # Receiving: the buffer the parser is fed from; for a slab body (module docstring) its
+        # receiver, the bytes still to come, the slab being filled, and where the next read
+        # goes.
+        self._receive_view, self._pool = _receiving()
+        self._body: SlabBody | None = None
+        self._body_left = 0
+        self._slab: mmap.mmap | None = None
+        self._slab_view: memoryview | None = None
+        self._slab_filled = 0
+        self._into_slab = False
 
     # Reading
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._body_left and self._body is not None and not self._refused:
+            self._into_slab = True
+            if self._slab_view is None:
+                self._slab = self._pool.take()
+                self._slab_view = memoryview(self._slab)
+            filled = self._slab_filled
+            room = min(len(self._slab_view) - filled, self._body_left)
+            return self._slab_view[filled:filled + room]
+        self._into_slab = False
+        return self._receive_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._into_slab:
+            self.data_received(self._receive_view[:nbytes])
+            return
+        self._unset_keepalive_if_required()
+        self._slab_filled += nbytes
+        self._body_left -= nbytes
+        assert self._slab_view is not None
+        if self._slab_filled == len(self._slab_view) or not self._body_left:
+            self._hand_over()
+        if not self._body_left:
+            # The parser still waits for the body: a new one for the next request.
+            self.parser = httptools.HttpRequestParser(self)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            self.on_message_complete()
+
+    def _hand_over(self) -> None:
+        """The filled part of the slab to the app; the next read takes a new slab."""
+        view, filled = self._slab_view, self._slab_filled
+        self._slab = self._slab_view = None
+        self._slab_filled = 0
+        if self._body is not None and view is not None and filled:
+            self._body.add(view if filled == len(view) else view[:filled])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._refused:
             self._discard(len(data))
             return
@@ -142,10 +260,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_fields:
             self._measure(data, continuing, idle)
 
-    def _measure(self, data: bytes, continuing: bool, idle: bool) -> None:
+    def _measure(self, data: bytes | memoryview, continuing: bool, idle: bool) -> None:
         """After a read that ended inside a header section: the length of its unfinished line.
         Complete lines were checked exactly by the callbacks."""
-        newline = data.rfind(b"\n")
+        newline = bytes(data).rfind(b"\n")
         if continuing and not self._entered:  # the whole read belongs to the section
             self._partial = self._partial + len(data) if newline < 0 else len(data) - newline - 1
         elif idle and self._entered == 1:  # the section began this read, at its start
@@ -208,7 +326,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_fields = False
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle:  # a request for the app (not an upgrade)
+            self._body_left = self._slab_body_size()
+            if self._body_left:
+                self._body = SlabBody(self.cycle)
+                self.cycle.receive = self._body.receive  # type: ignore[method-assign, assignment]
+
+    def _slab_body_size(self) -> int:
+        """The declared length of a body to receive into slabs, else 0."""
+        lengths = [value for name, value in self.headers if name in (b"content-length",
+                                                                     b"transfer-encoding")]
+        if (len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 19
+                or (size := int(lengths[0])) < SLAB_BODY):
+            return 0
+        return size
 
     def on_chunk_header(self) -> None:
         # After the last chunk's size line come the trailers, parsed like headers.
@@ -224,6 +357,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         nothing waits is handed over as it is (`bytes()` of a bytes object is that object),
         and only pieces that pile up before the app reads are joined."""
         self._in_fields = False
+        if self._body is not None:
+            self._into_slab_body(body)
+            return
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
@@ -235,9 +371,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
         cycle.message_event.set()
 
+    def _into_slab_body(self, body: bytes) -> None:
+        """The start of a slab body, parsed in the read that ended its head: copied in."""
+        data = memoryview(body)
+        while data:
+            if self._slab_view is None:
+                self._slab = self._pool.take()
+                self._slab_view = memoryview(self._slab)
+            count = min(len(data), len(self._slab_view) - self._slab_filled)
+            self._slab_view[self._slab_filled:self._slab_filled + count] = data[:count]
+            self._slab_filled += count
+            self._body_left -= count
+            data = data[count:]
+            if self._slab_filled == len(self._slab_view):
+                self._hand_over()
+
     def on_message_complete(self) -> None:
         self._in_fields = False
         self._idle = True
+        if self._body is not None:
+            self._hand_over()
+            self._body = None
+            self._body_left = 0
         super().on_message_complete()
 
     # Refusing
@@ -288,4 +443,38 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        self._body = None
+        self._body_left = 0
+        self._slab = self._slab_view = None
         super().connection_lost(exc)
+
+
+class BufferedHttp(asyncio.BufferedProtocol):
+    """What the event loop sees of a `LimitedHttpToolsProtocol`: its reading into buffers of
+    its own (`get_buffer`, `buffer_updated`). uvloop reads into a protocol's buffers only if
+    the protocol is not an `asyncio.Protocol`, and uvicorn's protocols are; without this one
+    the protocol gets `data_received` calls, with the same results and one copy more."""
+
+    protocol_class: ClassVar[type[LimitedHttpToolsProtocol]] = LimitedHttpToolsProtocol
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.protocol = self.protocol_class(config, server_state, app_state, _loop)
+        # The loop looks these up once per connection: no call in between per read.
+        self.get_buffer = self.protocol.get_buffer  # type: ignore[method-assign]
+        self.buffer_updated = self.protocol.buffer_updated  # type: ignore[method-assign]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.protocol.connection_made(transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        self.protocol.eof_received()
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()

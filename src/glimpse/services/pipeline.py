@@ -1,6 +1,8 @@
 """The one streaming pipeline every byte of image data goes through on its way into Glimpse.
 
-Chunks are gathered into batches of about `BUFFER_SIZE` bytes (never copied into one buffer);
+Chunks are bytes or, for a large request body, memoryviews of the slabs it was received into
+(`api/slabs.py`: a stage that keeps a piece of one keeps the slab from being refilled). They
+are gathered into batches of about `BUFFER_SIZE` bytes (never copied into one buffer);
 each batch goes to every stage — the MD5 `checksum`, the `os_hash_value`, the format inspector,
 the signature check — and to the store write. Each of those is a lane: a task of its own that
 takes the batches in order, one at a time (a stage's `update` in a worker thread), so the lanes

@@ -75,8 +75,10 @@ class Writer(Protocol):
     async def write(self, chunks: Sequence[bytes]) -> None:
         """Append `chunks`, in order (a vectored write: callers need not join them first).
 
-        Returns only once the driver no longer needs the chunks. Raises `StoreFull`,
-        `WriteDenied` or `StoreUnavailable`.
+        A chunk is bytes or, from a large request body, a memoryview of the slab it was
+        received into (`api/slabs.py`): the driver only reads it, and one it keeps after
+        returning stays as it was (a slab is not refilled while anything refers to it).
+        Raises `StoreFull`, `WriteDenied` or `StoreUnavailable`.
         """
         ...
 

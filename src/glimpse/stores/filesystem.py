@@ -8,21 +8,24 @@ Blocking calls run in worker threads, at most `threads` at once for this store (
 `CapacityLimiter`), and a cancelled call still waits for its thread, so no descriptor is closed
 under a running write.
 
-Writes bypass the page cache (`O_DIRECT`) where the filesystem allows it: the bytes are copied
-into one aligned 1 MiB buffer per writer and written from it as it fills, straight to the
-device, while the next batch is hashed; the unaligned tail goes through the page cache at
-commit. Buffered writes cost this machine 0.5 to 2.7 CPU-s per GiB in the kernel's copy into
-fresh page-cache pages (and left the whole image to be written back by the commit's fsync);
-direct writes 0.2. A filesystem that refuses `O_DIRECT` when the file is created gets buffered
-writes, with the same results. Reads are buffered (the page cache serves an image downloaded
-again), except with `direct_reads`, for data read once: the staging area's, whose buffered
-read from the disk cost 0.3 to 2.2 CPU-s per GiB here, direct 0.2.
+Writes bypass the page cache (`O_DIRECT`) where the filesystem allows it: a chunk that is
+aligned in memory and in length (a slab of a received body, `api/slabs.py`) is written as it is
+when the file offset is aligned; other bytes are copied into one aligned 1 MiB buffer per
+writer and written from it as it fills, straight to the device, while the next batch is hashed;
+the unaligned tail goes through the page cache at commit. Buffered writes cost this machine 0.5
+to 2.7 CPU-s per GiB in the kernel's copy into fresh page-cache pages (and left the whole image
+to be written back by the commit's fsync); direct writes 0.2. A filesystem that refuses
+`O_DIRECT` when the file is created gets buffered writes, with the same results. Reads are
+buffered (the page cache serves an image downloaded again), except with `direct_reads`, for
+data read once: the staging area's, whose buffered read from the disk cost 0.3 to 2.2 CPU-s per
+GiB here, direct 0.2.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -81,6 +84,15 @@ def _set_direct(fd: int) -> bool:
     return True
 
 
+def _aligned(data: memoryview) -> bool:
+    """Whether a direct write can take `data` as it is: a writable buffer (read-only ones are
+    bytes objects, never aligned) whose address and length are multiples of the block size."""
+    if data.readonly or not data.c_contiguous or not data.nbytes \
+            or data.nbytes % _DIRECT_ALIGN:
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % _DIRECT_ALIGN == 0
+
+
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
@@ -114,6 +126,9 @@ class FilesystemWriter:
             return
         for chunk in chunks:
             data = memoryview(chunk)
+            if not self._filled and _aligned(data):  # a whole slab (api/slabs.py): as it is
+                self._write_direct(fd, data)
+                continue
             taken = 0
             while taken < len(data):
                 count = min(len(data) - taken, DIRECT_BUFFER - self._filled)
@@ -124,18 +139,21 @@ class FilesystemWriter:
                     self._flush(fd, DIRECT_BUFFER)
 
     def _flush(self, fd: int, count: int) -> None:
-        """Write the buffer's first `count` bytes (aligned) directly and empty it. A short
-        direct write (the device filling up) leaves an unaligned offset: the rest of the file
-        is then written buffered."""
+        """Write the buffer's first `count` bytes (aligned) directly and empty it."""
         assert self._view is not None
+        self._write_direct(fd, self._view[:count])
+        self._filled = 0
+
+    def _write_direct(self, fd: int, data: memoryview) -> None:
+        """Write aligned `data` directly. A short direct write (the device filling up) leaves
+        an unaligned offset: the rest of the file is then written buffered."""
         try:
-            written = os.write(fd, self._view[:count])
+            written = os.write(fd, data)
         except OSError as exc:
             raise _translate(exc, "write") from exc
-        if written < count:
+        if written < len(data):
             self._stop_direct(fd)
-            self._write_all(fd, [self._view[written:count]])
-        self._filled = 0
+            self._write_all(fd, [data[written:]])
 
     def _stop_direct(self, fd: int) -> None:
         if self._direct:
