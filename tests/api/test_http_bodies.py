@@ -1,4 +1,4 @@
-"""Request bodies received into slabs (glimpse.api.http, glimpse.api.slabs), against a real
+"""Request bodies received into slabs (glimpse.api.http, glimpse.stores.slabs), against a real
 server over raw sockets: a `Content-Length` body of at least `SLAB_BODY` bytes goes past the
 HTTP parser straight into slabs, and the parser starts afresh after its last byte.
 
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from glimpse.api.http import SLAB_BODY
-from glimpse.api.slabs import SLAB_SIZE
+from glimpse.stores.slabs import SLAB_SIZE
 from tests.api.helpers import create, md5, show
 from tests.api.test_http_limits import closed, connect, read_reply
 from tests.servers import Server

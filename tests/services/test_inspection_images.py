@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.api.slabs import SLAB_SIZE, SlabPool
 from glimpse.domain.errors import RefusedData
 from glimpse.services.inspection import FormatInspection, Inspected, InspectionSettings
+from glimpse.stores.slabs import SLAB_SIZE, SlabPool
 
 MiB = 1024 * 1024
 SIZE = "16M"

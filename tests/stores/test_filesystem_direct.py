@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.api.slabs import SlabPool
 from glimpse.stores.filesystem import CHUNK_SIZE, DIRECT_BUFFER, FilesystemDriver
+from glimpse.stores.slabs import SlabPool
 
 pytestmark = pytest.mark.anyio
 BLOCK = 4096

@@ -1,4 +1,4 @@
-"""The slab pool (glimpse.api.slabs): a slab is lent again only once nothing refers to it,
+"""The slab pool (glimpse.stores.slabs): a slab is lent again only once nothing refers to it,
 whatever was sliced from it; aligned; at most `keep` kept."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import mmap
 
 import pytest
 
-from glimpse.api.slabs import SlabPool
+from glimpse.stores.slabs import SlabPool
 
 
 def address(slab: mmap.mmap) -> int:

@@ -20,7 +20,7 @@ flow control, upgrades.
 The protocol is a buffered one: the socket is read into buffers it owns. The request head and
 small or chunked bodies go through httptools from one reused receive buffer. A body with a
 `Content-Length` of at least `SLAB_BODY` bytes goes past the parser once its head is parsed:
-it is read straight into slabs (`api/slabs.py`), never past its last byte, and each filled slab
+it is read straight into slabs (`stores/slabs.py`), never past its last byte, and each filled slab
 reaches the app as one memoryview, not copied on the way (`SlabBody`). When the body's last
 byte is in, the parser starts afresh for the next request on the connection.
 """
@@ -44,7 +44,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from glimpse.api.errors import error_fields
-from glimpse.api.slabs import SlabPool
+from glimpse.stores.slabs import SlabPool
 
 #: After a refusal, how long and how much of the rest of the request is read and dropped.
 LINGER_SECONDS = 2.0

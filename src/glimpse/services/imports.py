@@ -50,7 +50,7 @@ from glimpse.services.policy import Policy
 from glimpse.services.quotas import QuotaService, UploadBudget
 from glimpse.services.signature import CertificateStore, SignatureVerification
 from glimpse.services.tasks import TaskFailed
-from glimpse.stores.base import Reader, Store, drain
+from glimpse.stores.base import Chunk, Reader, Store, drain
 from glimpse.stores.errors import ObjectNotFound, StoreError
 from glimpse.stores.web import ImportFilter, open_download
 
@@ -100,7 +100,7 @@ class StagingSource(Protocol):
 
     size: int | None
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[Chunk]:
         """The data, once; closes the source when it ends."""
         ...
 
@@ -158,7 +158,7 @@ class ImportService:
 
     # -- PUT /stage ---------------------------------------------------------------------------
 
-    async def stage(self, ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes],
+    async def stage(self, ctx: RequestContext, image_id: str, chunks: AsyncIterator[Chunk],
                     declared_size: int | None) -> None:
         """Stream the data into the staging area: the image goes queued → uploading."""
         if "glance-direct" not in self.methods:
@@ -191,7 +191,7 @@ class ImportService:
                 await self._settle_failed(session, lambda img: img.fail_stage(session.id))
             raise
 
-    async def _write(self, session: UploadSession, chunks: AsyncIterator[bytes],
+    async def _write(self, session: UploadSession, chunks: AsyncIterator[Chunk],
                      stages: Sequence[Stage], declared: int | None,
                      size_hint: int | None, staged_budget: UploadBudget | None = None) -> int:
         """Stream into the session's store under its key, with a heartbeat; commits on

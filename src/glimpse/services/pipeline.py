@@ -1,7 +1,7 @@
 """The one streaming pipeline every byte of image data goes through on its way into Glimpse.
 
 Chunks are bytes or, for a large request body, memoryviews of the slabs it was received into
-(`api/slabs.py`: a stage that keeps a piece of one keeps the slab from being refilled). They
+(`stores/slabs.py`: a stage that keeps a piece of one keeps the slab from being refilled). They
 are gathered into batches of about `BUFFER_SIZE` bytes (never copied into one buffer);
 each batch goes to every stage — the MD5 `checksum`, the `os_hash_value`, the format inspector,
 the signature check — and to the store write. Each of those is a lane: a task of its own that
@@ -31,7 +31,7 @@ from typing import Protocol
 from anyio import CancelScope, to_thread
 
 from glimpse.domain.errors import Invalid, TooLarge
-from glimpse.stores.base import Writer
+from glimpse.stores.base import Chunk, Writer
 
 BUFFER_SIZE = 4 * 1024 * 1024
 
@@ -40,7 +40,7 @@ class Stage(Protocol):
     """A step every batch passes through, in order; `update` runs in a worker thread, in
     parallel with the other stages and the store write, and may raise to refuse the data."""
 
-    def update(self, chunks: Sequence[bytes]) -> None: ...
+    def update(self, chunks: Sequence[Chunk]) -> None: ...
 
 
 class Hasher:
@@ -49,7 +49,7 @@ class Hasher:
             hashlib.md5(usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
         )
 
-    def update(self, chunks: Sequence[bytes]) -> None:
+    def update(self, chunks: Sequence[Chunk]) -> None:
         for chunk in chunks:
             self._hash.update(chunk)
 
@@ -81,11 +81,11 @@ class _Lane:
     """One stage, or the store write: takes the batches in order, one at a time, in a task of
     its own. After any lane fails (`stop`), the rest skip what they have not started."""
 
-    def __init__(self, work: Callable[[list[bytes]], Awaitable[object]],
+    def __init__(self, work: Callable[[list[Chunk]], Awaitable[object]],
                  stop: asyncio.Event) -> None:
         self._work = work
         self._stop = stop
-        self._queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(LANE_DEPTH)
+        self._queue: asyncio.Queue[list[Chunk] | None] = asyncio.Queue(LANE_DEPTH)
         self.error: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
 
@@ -99,7 +99,7 @@ class _Lane:
                 self.error = exc
                 self._stop.set()
 
-    async def put(self, batch: list[bytes]) -> None:
+    async def put(self, batch: list[Chunk]) -> None:
         await self._queue.put(batch)
 
     async def close(self) -> None:
@@ -109,18 +109,18 @@ class _Lane:
         await self._task
 
 
-async def stream(chunks: AsyncIterator[bytes], stages: Sequence[Stage], writer: Writer | None,
+async def stream(chunks: AsyncIterator[Chunk], stages: Sequence[Stage], writer: Writer | None,
                  bounds: Bounds) -> int:
     """Pass `chunks` through `stages` and into `writer` (None: only the stages); returns the
     byte count. The caller commits or aborts the writer."""
     cap = bounds.cap
     quota_cap = cap if bounds.left is None else min(cap, bounds.left)
     size = 0
-    batch: list[bytes] = []
+    batch: list[Chunk] = []
     batched = 0
     stop = asyncio.Event()
 
-    def in_thread(stage: Stage) -> Callable[[list[bytes]], Awaitable[None]]:
+    def in_thread(stage: Stage) -> Callable[[list[Chunk]], Awaitable[None]]:
         return lambda chunks: to_thread.run_sync(stage.update, chunks)
 
     lanes = [_Lane(in_thread(stage), stop) for stage in stages]
@@ -136,7 +136,7 @@ async def stream(chunks: AsyncIterator[bytes], stages: Sequence[Stage], writer: 
             if lane.error is not None:
                 raise lane.error
 
-    async def feed(batch: list[bytes]) -> None:
+    async def feed(batch: list[Chunk]) -> None:
         for lane in lanes:
             await lane.put(batch)
         if stop.is_set():

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, utils
 
 from glimpse.domain.errors import Invalid
+from glimpse.stores.base import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class SignatureVerification:
         _check_key(key, request.key_type, request.cert_uuid)
         return cls(request, key)
 
-    def update(self, chunks: Sequence[bytes]) -> None:
+    def update(self, chunks: Sequence[Chunk]) -> None:
         if self._finished:
             raise RuntimeError("SignatureVerification.update after finish")
         for chunk in chunks:

@@ -40,7 +40,7 @@ from glimpse.services.pipeline import Bounds, Hasher, Stage, stream
 from glimpse.services.policy import Policy
 from glimpse.services.quotas import QuotaService, UploadBudget
 from glimpse.services.signature import CertificateStore, SignatureVerification
-from glimpse.stores.base import Store, Writer
+from glimpse.stores.base import Chunk, Store, Writer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class UploadService:
         self,
         ctx: RequestContext,
         image_id: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Chunk],
         declared_size: int | None = None,
         store_id: str | None = None,
     ) -> Image:
@@ -165,7 +165,7 @@ class UploadService:
     async def _stream(
         self,
         image: Image,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Chunk],
         writer: Writer,
         declared_size: int | None,
         lost: asyncio.Event,

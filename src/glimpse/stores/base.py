@@ -46,6 +46,11 @@ def check_key(key: str) -> str:
     return key
 
 
+#: A piece of image data: bytes, or a memoryview of the slab it was received or read into
+#: (`stores/slabs.py`), which whoever gets it only reads.
+Chunk = bytes | memoryview
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a driver can do, fixed per driver and checked by `Store` before a call."""
@@ -72,11 +77,11 @@ class ObjectInfo:
 
 
 class Writer(Protocol):
-    async def write(self, chunks: Sequence[bytes]) -> None:
+    async def write(self, chunks: Sequence[Chunk]) -> None:
         """Append `chunks`, in order (a vectored write: callers need not join them first).
 
         A chunk is bytes or, from a large request body, a memoryview of the slab it was
-        received into (`api/slabs.py`): the driver only reads it, and one it keeps after
+        received into (`stores/slabs.py`): the driver only reads it, and one it keeps after
         returning stays as it was (a slab is not refilled while anything refers to it).
         Raises `StoreFull`, `WriteDenied` or `StoreUnavailable`.
         """
@@ -97,7 +102,7 @@ class Reader(Protocol):
     #: Size of the whole object, not of the requested range.
     size: int
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[Chunk]:
         """The requested bytes, in order, in chunks of the driver's choosing. A backend that
         fails mid-stream raises `StoreUnavailable`: never a silently short stream."""
         ...
@@ -147,7 +152,7 @@ class Driver(Protocol):
         ...
 
 
-async def drain(reader: Reader) -> AsyncIterator[bytes]:
+async def drain(reader: Reader) -> AsyncIterator[Chunk]:
     """The reader's chunks, the reader closed at the end whatever happens (an exhausted stream,
     an error, or a consumer that stops early)."""
     try:
@@ -170,7 +175,7 @@ class _StampedWriter:
         self._id = store_id
         self._inner = inner
 
-    async def write(self, chunks: Sequence[bytes]) -> None:
+    async def write(self, chunks: Sequence[Chunk]) -> None:
         await _stamped(self._id, self._inner.write(chunks))
 
     async def commit(self) -> Stored:
@@ -186,7 +191,7 @@ class _StampedReader:
         self._inner = inner
         self.size = inner.size
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[Chunk]:
         try:
             async for chunk in self._inner.chunks():
                 yield chunk

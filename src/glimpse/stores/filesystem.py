@@ -9,7 +9,7 @@ Blocking calls run in worker threads, at most `threads` at once for this store (
 under a running write.
 
 Writes bypass the page cache (`O_DIRECT`) where the filesystem allows it: a chunk that is
-aligned in memory and in length (a slab of a received body, `api/slabs.py`) is written as it is
+aligned in memory and in length (a slab of a received body, `stores/slabs.py`) is written as it is
 when the file offset is aligned; other bytes are copied into one aligned 1 MiB buffer per
 writer and written from it as it fills, straight to the device, while the next batch is hashed;
 the unaligned tail goes through the page cache at commit. Buffered writes cost this machine 0.5
@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 
-from glimpse.stores.base import Capabilities, ObjectInfo, Stored, check_key
+from glimpse.stores.base import Capabilities, Chunk, ObjectInfo, Stored, check_key
 from glimpse.stores.errors import (
     InvalidRange,
     ObjectExists,
@@ -47,6 +47,7 @@ from glimpse.stores.errors import (
     StoreUnavailable,
     WriteDenied,
 )
+from glimpse.stores.slabs import SlabPool
 
 T = TypeVar("T")
 CHUNK_SIZE = 2 * 1024 * 1024
@@ -113,20 +114,20 @@ class FilesystemWriter:
         self._filled = 0
         self._direct = direct
 
-    async def write(self, chunks: Sequence[bytes]) -> None:
+    async def write(self, chunks: Sequence[Chunk]) -> None:
         if self._fd is None:
             raise StoreUnavailable("write after commit or abort")
         await to_thread.run_sync(self._write, self._fd, chunks, limiter=self._limiter)
         self._size += sum(len(c) for c in chunks)
 
-    def _write(self, fd: int, chunks: Sequence[bytes]) -> None:
+    def _write(self, fd: int, chunks: Sequence[Chunk]) -> None:
         view = self._view
         if not self._direct or view is None:
             self._write_all(fd, chunks)
             return
         for chunk in chunks:
             data = memoryview(chunk)
-            if not self._filled and _aligned(data):  # a whole slab (api/slabs.py): as it is
+            if not self._filled and _aligned(data):  # a whole slab (stores/slabs.py): as it is
                 self._write_direct(fd, data)
                 continue
             taken = 0
@@ -186,7 +187,7 @@ class FilesystemWriter:
             self._buffer = None
 
     @staticmethod
-    def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
+    def _write_all(fd: int, chunks: Sequence[Chunk]) -> None:
         pending = [memoryview(c) for c in chunks if c]
         try:
             while pending:
@@ -247,7 +248,9 @@ class FilesystemReader:
     """Reads ahead: the next chunk is read in a worker thread while the current one is sent.
 
     `direct` (a descriptor opened with `O_DIRECT`): each chunk is read past the page cache into
-    one aligned buffer (from the block boundary at or before it) and copied out of it."""
+    a slab (from the block boundary at or before it); a chunk that starts on a block boundary
+    is handed over as a view of its slab, which a direct write takes as it is, and another is
+    copied out of it."""
 
     def __init__(self, fd: int, size: int, offset: int, length: int,
                  limiter: CapacityLimiter, direct: bool = False) -> None:
@@ -256,32 +259,35 @@ class FilesystemReader:
         self._fd: int | None = fd
         self._offset = offset
         self._remaining = length
-        self._ahead: asyncio.Future[bytes] | None = None
+        self._ahead: asyncio.Future[Chunk] | None = None
         self._ahead_count = 0
-        self._buffer = mmap.mmap(-1, CHUNK_SIZE + _DIRECT_ALIGN) if direct else None
+        # Slabs a chunk ahead, the current one and the pipeline's batches (bounded by it).
+        self._slabs = SlabPool(CHUNK_SIZE + _DIRECT_ALIGN, keep=8) if direct else None
 
-    def _pread(self, fd: int, count: int, offset: int) -> bytes:
-        if self._buffer is None:
+    @staticmethod
+    def _pread(fd: int, count: int, offset: int, slab: mmap.mmap | None) -> Chunk:
+        if slab is None:
             return os.pread(fd, count, offset)
         start = offset - offset % _DIRECT_ALIGN
         skip = offset - start
         span = -(-(skip + count) // _DIRECT_ALIGN) * _DIRECT_ALIGN
-        with memoryview(self._buffer) as view:
-            got = os.preadv(fd, [view[:span]], start)
-            return bytes(view[skip:max(skip, min(got, skip + count))])
+        view = memoryview(slab)
+        got = os.preadv(fd, [view[:span]], start)
+        data = view[skip:max(skip, min(got, skip + count))]
+        return data if not skip else data.tobytes()
 
-    def _read_next(self) -> asyncio.Future[bytes] | None:
+    def _read_next(self) -> asyncio.Future[Chunk] | None:
         if self._remaining <= 0 or self._fd is None:
             return None
         count = self._ahead_count = min(CHUNK_SIZE, self._remaining)
-        future = asyncio.ensure_future(
-            to_thread.run_sync(self._pread, self._fd, count, self._offset, limiter=self._limiter)
-        )
+        slab = self._slabs.take() if self._slabs is not None else None
+        future = asyncio.ensure_future(to_thread.run_sync(
+            self._pread, self._fd, count, self._offset, slab, limiter=self._limiter))
         self._offset += count
         self._remaining -= count
         return future
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[Chunk]:
         try:
             self._ahead = self._read_next()
             while self._ahead is not None:
@@ -303,9 +309,7 @@ class FilesystemReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._buffer is not None:
-            self._buffer.close()
-            self._buffer = None
+        self._slabs = None
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from aiobotocore.session import AioSession, get_session
 from anyio import CancelScope
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glimpse.stores.base import Capabilities, ObjectInfo, Stored
+from glimpse.stores.base import Capabilities, Chunk, ObjectInfo, Stored
 from glimpse.stores.errors import (
     InvalidRange,
     ObjectExists,
@@ -176,7 +176,7 @@ class S3Writer:
         if self._error is not None:
             raise translate(self._error, "upload part of", self._key, writing=True)
 
-    async def write(self, chunks: Sequence[bytes]) -> None:
+    async def write(self, chunks: Sequence[Chunk]) -> None:
         if self._finished:
             raise StoreUnavailable("write after commit or abort")
         try:
@@ -185,7 +185,7 @@ class S3Writer:
             await self._cleanup()
             raise
 
-    async def _write(self, chunks: Sequence[bytes]) -> None:
+    async def _write(self, chunks: Sequence[Chunk]) -> None:
         for chunk in chunks:
             view = memoryview(chunk).cast("B")
             while view:

@@ -13,14 +13,14 @@ from glimpse.api.inputs import header_integer, image_id
 from glimpse.api.routing import Body, Link, Operation, Param, Reply, describe, resource, takes_body
 from glimpse.api.wiring import context, services
 from glimpse.services.bounds import INT64_MAX
-from glimpse.stores.base import drain
+from glimpse.stores.base import Chunk, drain
 
 
 def _declared_size(request: Request) -> int | None:
     return header_integer(request, "x-openstack-image-size", INT64_MAX)
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def _body(request: Request) -> AsyncIterator[Chunk]:
     async for chunk in request.stream():
         if chunk:
             yield chunk
