@@ -158,3 +158,27 @@ async def test_direct_reads_bypass_the_page_cache(tmp_path: Path, direct: bool) 
         assert cached == 0, cached
     else:
         assert cached >= size - BLOCK, cached
+
+
+async def test_direct_reads_into_slabs_held_or_passed_on(tmp_path: Path) -> None:
+    """A direct reader hands chunks over as views of its slabs: holding more of them than it
+    keeps (20 chunks, 8 kept) leaves every one as read, and passing each straight to a direct
+    writer (an import pass) copies the object exactly, written from the slabs as they are."""
+    driver = FilesystemDriver(tmp_path / "objects", direct_reads=True)
+    data = os.urandom(20 * CHUNK_SIZE + BLOCK + 5)
+    writer = await driver.open_writer("source")
+    await writer.write([data])
+    await writer.commit()
+    reader = await driver.open_reader("source")
+    held = [chunk async for chunk in reader.chunks()]
+    assert len(held) == 21 and all(isinstance(c, memoryview) for c in held)
+    assert b"".join(held) == data
+    del held
+    copy = await driver.open_writer("copy")
+    reader = await driver.open_reader("source")
+    async for chunk in reader.chunks():
+        await copy.write([chunk])
+    await copy.commit()
+    if shutil.which("fincore"):  # before reading it back, which fills the page cache
+        assert resident(driver.path_of("copy")) <= BLOCK  # direct, at most the tail's page
+    assert driver.path_of("copy").read_bytes() == data
