@@ -170,3 +170,31 @@ async def test_a_cancelled_stream_leaves_no_write_running(tmp_path: Path) -> Non
         await task
     assert not writer.running
     await writer.abort()
+
+
+async def test_a_stage_that_is_behind_takes_its_next_batch_without_the_event_loop() -> None:
+    """A stage's lane drains the batches waiting for it on its worker thread: while the event
+    loop is blocked, a slow stage still goes on from one batch to the next."""
+    spans: list[tuple[float, float]] = []
+
+    class Slow:
+        def update(self, chunks: Sequence[bytes]) -> None:
+            start = time.monotonic()
+            time.sleep(0.1)
+            spans.append((start, time.monotonic()))
+
+    blocked: list[float] = []
+
+    async def batches() -> AsyncIterator[bytes]:
+        for _ in range(2):
+            yield os.urandom(BUFFER_SIZE)  # one batch each
+            await asyncio.sleep(0.02)  # the lane's task starts its drain
+        blocked.append(time.monotonic())
+        time.sleep(0.4)  # noqa: ASYNC251 (blocks the event loop on purpose: no task runs)
+        blocked.append(time.monotonic())
+        yield os.urandom(BUFFER_SIZE)
+
+    await stream(batches(), [Slow()], None, Bounds(cap=1 << 30))
+    assert len(spans) == 3
+    second_started = spans[1][0]
+    assert blocked[0] < second_started < blocked[1]

@@ -4,10 +4,12 @@ Chunks are bytes or, for a large request body, memoryviews of the slabs it was r
 (`stores/slabs.py`: a stage that keeps a piece of one keeps the slab from being refilled). They
 are gathered into batches of about `BUFFER_SIZE` bytes (never copied into one buffer);
 each batch goes to every stage — the MD5 `checksum`, the `os_hash_value`, the format inspector,
-the signature check — and to the store write. Each of those is a lane: a task of its own that
-takes the batches in order, one at a time (a stage's `update` in a worker thread), so the lanes
-run in parallel and each may run up to `LANE_DEPTH` batches ahead of the slowest, instead of all
-waiting for the slowest at every batch. At most `LANE_DEPTH + 2` batches are alive at a time
+the signature check — and to the store write. Each of those is a lane that takes the batches in
+order, one at a time; a stage's lane runs `update` on a worker thread that goes from one waiting
+batch to the next without a trip through the event loop, so a stage that is behind (the slower
+hash) never waits for the loop to be scheduled between batches. The lanes run in parallel and
+each may run up to `LANE_DEPTH` batches ahead of the slowest, instead of all waiting for the
+slowest at every batch. At most `LANE_DEPTH + 2` batches are alive at a time
 (the slowest lane's current and waiting ones, the one being gathered), so memory stays flat
 whatever the image size. The byte count is checked against the size cap, the declared size and
 the quota budget as the data arrives.
@@ -24,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,41 +76,117 @@ class Bounds:
     still_allowed: Callable[[], None] | None = None
 
 
-#: Batches a stage may have waiting beyond the one it works on: lets each stage run ahead of
+#: Batches a lane may have waiting beyond the one it works on: lets each lane run ahead of
 #: the slowest by that much, so none idles while another finishes a batch.
 LANE_DEPTH = 1
 
 
 class _Lane:
-    """One stage, or the store write: takes the batches in order, one at a time, in a task of
-    its own. After any lane fails (`stop`), the rest skip what they have not started."""
+    """One stage, or the store write: takes the batches in order, one at a time, with at most
+    `LANE_DEPTH` waiting (`put` waits for room). A task of its own `drain`s what has arrived
+    whenever the lane is idle. After any lane fails (`stop`), the rest skip what they have not
+    started. `_done` may be called from any thread."""
 
-    def __init__(self, work: Callable[[list[Chunk]], Awaitable[object]],
-                 stop: asyncio.Event) -> None:
-        self._work = work
+    def __init__(self, stop: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         self._stop = stop
-        self._queue: asyncio.Queue[list[Chunk] | None] = asyncio.Queue(LANE_DEPTH)
+        self._batches: deque[list[Chunk]] = deque()
+        self._lock = threading.Lock()
+        self._given = 0  # put and not yet done (worked or skipped)
+        self._room: asyncio.Future[None] | None = None
+        self._arrived = asyncio.Event()
+        self._closing = False
         self.error: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
 
-    async def _run(self) -> None:
-        while (batch := await self._queue.get()) is not None:
-            if self._stop.is_set():
-                continue
-            try:
-                await self._work(batch)
-            except BaseException as exc:  # raised by stream() once every lane has stopped
-                self.error = exc
-                self._stop.set()
-
     async def put(self, batch: list[Chunk]) -> None:
-        await self._queue.put(batch)
+        while True:
+            with self._lock:
+                if self._given <= LANE_DEPTH:
+                    self._given += 1
+                    break
+                self._room = room = self._loop.create_future()
+            await room
+        self._batches.append(batch)
+        self._arrived.set()
 
     async def close(self) -> None:
         """Wait until the lane has finished (or skipped) everything given to it."""
-        if not self._task.done():
-            await self._queue.put(None)
+        self._closing = True
+        self._arrived.set()
         await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if self._batches:
+                await self.drain()
+            elif self._closing:
+                return
+            else:  # only the loop puts and closes, so nothing arrives between check and wait
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: BaseException) -> None:  # raised by stream() once all have stopped
+        self.error = exc
+        self._stop.set()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._given -= 1
+            room, self._room = self._room, None
+        if room is not None:
+            self._loop.call_soon_threadsafe(_wake, room)
+
+
+def _wake(room: asyncio.Future[None]) -> None:
+    if not room.done():
+        room.set_result(None)
+
+
+class _StageLane(_Lane):
+    """A stage's lane drains on a worker thread, batch after batch, and comes back to the event
+    loop only when it has run dry: a stage that is behind (the slowest hash, say) never waits
+    for the loop between batches."""
+
+    def __init__(self, stage: Stage, stop: threading.Event) -> None:
+        self._stage = stage
+        super().__init__(stop)
+
+    async def drain(self) -> None:
+        await to_thread.run_sync(self._drain)
+
+    def _drain(self) -> None:
+        while self._batches:
+            batch = self._batches.popleft()
+            if not self._stop.is_set():
+                try:
+                    self._stage.update(batch)
+                except BaseException as exc:
+                    self._failed(exc)
+            del batch  # no reference left: its slabs may be refilled (stores/slabs.py)
+            self._done()
+
+
+class _WriteLane(_Lane):
+    """The store write's lane: the writer's own `write`, batch after batch."""
+
+    def __init__(self, writer: Writer, stop: threading.Event) -> None:
+        self._writer = writer
+        super().__init__(stop)
+
+    async def drain(self) -> None:
+        while self._batches:
+            batch = self._batches.popleft()
+            if not self._stop.is_set():
+                try:
+                    await self._writer.write(batch)
+                except BaseException as exc:
+                    self._failed(exc)
+            del batch
+            self._done()
 
 
 async def stream(chunks: AsyncIterator[Chunk], stages: Sequence[Stage], writer: Writer | None,
@@ -118,14 +198,10 @@ async def stream(chunks: AsyncIterator[Chunk], stages: Sequence[Stage], writer: 
     size = 0
     batch: list[Chunk] = []
     batched = 0
-    stop = asyncio.Event()
-
-    def in_thread(stage: Stage) -> Callable[[list[Chunk]], Awaitable[None]]:
-        return lambda chunks: to_thread.run_sync(stage.update, chunks)
-
-    lanes = [_Lane(in_thread(stage), stop) for stage in stages]
+    stop = threading.Event()
+    lanes: list[_Lane] = [_StageLane(stage, stop) for stage in stages]
     if writer is not None:
-        lanes.append(_Lane(writer.write, stop))
+        lanes.append(_WriteLane(writer, stop))
 
     async def close() -> None:
         """Every lane finished; the first failure, in stage order, raised."""
