@@ -23,6 +23,7 @@ a write still runs.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import hashlib
@@ -81,7 +82,7 @@ class Bounds:
 LANE_DEPTH = 1
 
 
-class _Lane:
+class _Lane(abc.ABC):
     """One stage, or the store write: takes the batches in order, one at a time, with at most
     `LANE_DEPTH` waiting (`put` waits for room). A task of its own `drain`s what has arrived
     whenever the lane is idle. After any lane fails (`stop`), the rest skip what they have not
@@ -126,8 +127,9 @@ class _Lane:
                 self._arrived.clear()
                 await self._arrived.wait()
 
+    @abc.abstractmethod
     async def drain(self) -> None:
-        raise NotImplementedError
+        """Work through `_batches` until it is empty, calling `_done` after each batch."""
 
     def _failed(self, exc: BaseException) -> None:  # raised by stream() once all have stopped
         self.error = exc
