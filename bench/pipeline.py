@@ -231,6 +231,7 @@ def measure(res: bench.Results, opts: argparse.Namespace, work: Path, source: Pa
         res.add("pl_raw_vs_hash", got["up_on_raw"] / slower)
         res.add("pl_qcow2_vs_hash", got["up_on_qcow2"] / slower)
         res.add("pl_off_raw_vs_hash", got["up_off_raw"] / slower)
+        res.add("pl_raw_vs_staging", got["up_on_raw"] / res.series["pl_import_stage_mbps"][-1])
         ceiling = min(slower, res.series["pl_disk"][-1])
         res.add("pl_raw_vs_ceiling", got["up_on_raw"] / ceiling)
         res.add("pl_qcow2_vs_ceiling", got["up_on_qcow2"] / ceiling)
@@ -313,6 +314,10 @@ def target_rows(res: bench.Results) -> list[tuple[str, ...]]:
                      f"{m(f'pl_up_on_{kind}'):.0f} vs {'disk' if disk < slower else 'hash'} "
                      f"{min(disk, slower):.0f} MB/s (disk {disk:.0f})", "n/a",
                      f">= {TARGET_VS_HASH:.2f}", bench.verdict(ratio >= TARGET_VS_HASH)))
+    ratio = m("pl_raw_vs_staging")
+    rows.append((f"Upload {sz} raw, inspection on / staging alone (no stages)", f"{ratio:.2f}",
+                 f"{m('pl_up_on_raw'):.0f} vs {m('pl_import_stage_mbps'):.0f} MB/s: what the "
+                 "stages cost on this disk", "n/a", "context", "-"))
     slower_cpu = max(m("pl_md5_cpu_gib"), m("pl_sha512_cpu_gib"))
     for kind in ("raw", "qcow2"):
         ratio = m(f"pl_{kind}_cpu_bound")
@@ -358,6 +363,8 @@ def section(res: bench.Results) -> list[str]:
         ("raw, inspection on / min(slower hash, disk), per round", "pl_raw_vs_ceiling", "", 1.0),
         ("qcow2, inspection on / min(slower hash, disk), per round", "pl_qcow2_vs_ceiling", "",
          1.0),
+        ("raw, inspection on / staging alone (the same receive and write, no stages), per round",
+         "pl_raw_vs_staging", "", 1.0),
         ("raw: CPU bound of that ratio, per round", "pl_raw_cpu_bound", "", 1.0),
         ("qcow2: CPU bound of that ratio, per round", "pl_qcow2_cpu_bound", "", 1.0),
     ]
