@@ -95,13 +95,14 @@ def disk_mbps(source: Path, work: Path) -> float:
     writes, where the filesystem allows it); the faster of the two."""
     target = work / "dd.bin"
     size = source.stat().st_size
-    speeds = []
-    for flags in (["conv=fdatasync"], ["oflag=direct", "conv=fsync"]):
-        target.unlink(missing_ok=True)
-        with contextlib.suppress(subprocess.CalledProcessError):  # O_DIRECT refused
-            speeds.append(bench.mbps(size, bench.dd([f"if={source}", f"of={target}", *flags])))
     target.unlink(missing_ok=True)
-    return max(speeds)
+    best = bench.mbps(size, bench.dd([f"if={source}", f"of={target}", "conv=fdatasync"]))
+    target.unlink(missing_ok=True)
+    with contextlib.suppress(subprocess.CalledProcessError):  # the filesystem refuses O_DIRECT
+        best = max(best, bench.mbps(size, bench.dd(
+            [f"if={source}", f"of={target}", "oflag=direct", "conv=fsync"])))
+    target.unlink(missing_ok=True)
+    return best
 
 
 def create(api: str, name: str, disk_format: str) -> str:
@@ -311,8 +312,9 @@ def target_rows(res: bench.Results) -> list[tuple[str, ...]]:
         ratio = m(f"pl_{kind}_vs_ceiling")
         rows.append((f"Upload {sz} {kind}, inspection on / min(slower hash, disk)",
                      f"{ratio:.2f}",
-                     f"{m(f'pl_up_on_{kind}'):.0f} vs {'disk' if disk < slower else 'hash'} "
-                     f"{min(disk, slower):.0f} MB/s (disk {disk:.0f})", "n/a",
+                     f"{m(f'pl_up_on_{kind}'):.0f} vs "
+                     + (f"disk {disk:.0f} MB/s (hash {slower:.0f})" if disk < slower
+                        else f"hash {slower:.0f} MB/s (disk {disk:.0f})"), "n/a",
                      f">= {TARGET_VS_HASH:.2f}", bench.verdict(ratio >= TARGET_VS_HASH)))
     ratio = m("pl_raw_vs_staging")
     rows.append((f"Upload {sz} raw, inspection on / staging alone (no stages)", f"{ratio:.2f}",
